@@ -1,0 +1,5 @@
+"""``python -m agent``: the node agent without the backend installed."""
+
+from agent.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""The agent loop: collect on a fixed period (monotonic clock), batch, hand to the sender."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from agent import __version__
+from agent.collectors.host import HostCollector
+from agent.collectors.nvml import NvmlCollector, NvmlUnavailable
+from agent.config import AgentSettings
+from agent.payload import build_batch
+from agent.pusher import Outbox
+
+log = logging.getLogger(__name__)
+
+Attributor = Callable[[int], dict[str, Any]]
+
+
+def no_owner(_pid: int) -> dict[str, Any]:
+    return {}
+
+
+class Agent:
+    """Owns the collectors; ``collect_once`` is one reading, ``run`` the periodic loop."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        gpu: NvmlCollector,
+        host: HostCollector | Any,
+        *,
+        attribute: Attributor = no_owner,
+        outbox: Outbox | None = None,
+    ) -> None:
+        self.settings = settings
+        self.gpu = gpu
+        self.host = host
+        self.attribute = attribute
+        self.outbox = outbox
+        self.stopping = threading.Event()
+        self.cycles = 0
+        self._gpus: list[dict[str, Any]] = []
+        self._samples: list[dict[str, Any]] = []
+        self._host_samples: list[dict[str, Any]] = []
+        self._gpu_warned = False
+
+    def node_identity(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "name": s.node_name,
+            "hostname": s.node_name,
+            "cluster": s.cluster,
+            "provider": s.provider,
+            "instance_id": s.instance_id,
+            "instance_type": s.instance_type,
+            "region": s.region,
+            "labels": s.labels,
+            "agent_version": __version__,
+        }
+
+    def collect_once(
+        self, ts: datetime, monotonic: float
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+        """One reading: (gpus, gpu samples, host sample). Never raises for a missing driver."""
+        gpus: list[dict[str, Any]] = []
+        samples: list[dict[str, Any]] = []
+        try:
+            gpus, samples = self.gpu.collect(ts)
+        except NvmlUnavailable as e:
+            if not self._gpu_warned:
+                log.error("no GPU readings: %s; carrying on with host metrics", e)
+                self._gpu_warned = True
+        for sample in samples:
+            for proc in sample.get("processes") or []:
+                owner = self.attribute(proc["pid"])
+                if owner:
+                    proc["owner"] = owner
+        host = self.host.collect(ts, monotonic)
+        self.cycles += 1
+        return gpus, samples, host
+
+    def record(
+        self, gpus: list[dict[str, Any]], samples: list[dict[str, Any]], host: dict[str, Any]
+    ) -> None:
+        """Keep one reading for the next batch."""
+        if gpus:
+            self._gpus = gpus
+        self._samples.extend(samples)
+        self._host_samples.append(host)
+
+    def make_batch(self) -> dict[str, Any] | None:
+        """Everything collected since the last batch, or None when nothing was."""
+        if not self._samples and not self._host_samples:
+            return None
+        batch = build_batch(
+            node=self.node_identity(),
+            gpus=self._gpus,
+            samples=self._samples,
+            host_samples=self._host_samples,
+        )
+        self._samples, self._host_samples = [], []
+        return batch
+
+    def run(
+        self, *, cycles: int | None = None, on_batch: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        """Collect every ``interval`` seconds; ship every ``ship_interval`` (default: each cycle)."""
+        interval = self.settings.interval
+        ship_every = max(1, round((self.settings.ship_interval or interval) / interval))
+        next_tick = time.monotonic()
+        done = 0
+        while not self.stopping.is_set():
+            mono = time.monotonic()
+            self.record(*self.collect_once(datetime.now(UTC), mono))
+            done += 1
+            if done % ship_every == 0 or (cycles is not None and done >= cycles):
+                batch = self.make_batch()
+                if batch is not None:
+                    if self.outbox is not None:
+                        self.outbox.put(batch)
+                    if on_batch is not None:
+                        on_batch(batch)
+            if cycles is not None and done >= cycles:
+                return
+            # A fixed period: the next tick is planned from the last, not from "now + interval".
+            next_tick += interval
+            delay = next_tick - time.monotonic()
+            if delay < 0:
+                next_tick = time.monotonic()
+                delay = 0
+            self.stopping.wait(delay)

@@ -1,0 +1,192 @@
+"""Ship batches to the backend: gzip JSON over HTTP(S), retry with backoff and full jitter.
+
+Collection never waits on the network: the loop puts batches in an outbox and a sender
+thread drains it. Only a 2xx removes a batch; 5xx, 429 and connection errors are retried
+(honouring Retry-After); any other 4xx is logged and parked, never retried forever.
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import logging
+import random
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 300.0
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+
+class Outbox(Protocol):
+    """Where batches wait to be sent, oldest first."""
+
+    def put(self, batch: dict[str, Any]) -> None: ...
+    def peek(self) -> dict[str, Any] | None: ...
+    def ack(self) -> None: ...
+    def __len__(self) -> int: ...
+
+
+@dataclass
+class MemoryOutbox:
+    """A bounded in-memory outbox: when full, the oldest batch is dropped and counted."""
+
+    max_batches: int = 1000
+    dropped: int = 0
+    _items: collections.deque[dict[str, Any]] = field(default_factory=collections.deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def put(self, batch: dict[str, Any]) -> None:
+        with self._lock:
+            if len(self._items) >= self.max_batches:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(batch)
+
+    def peek(self) -> dict[str, Any] | None:
+        with self._lock:
+            return self._items[0] if self._items else None
+
+    def ack(self) -> None:
+        with self._lock:
+            if self._items:
+                self._items.popleft()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    retry: bool
+    status: int | None = None
+    retry_after: float | None = None
+    message: str = ""
+
+
+def full_jitter(attempt: int, rng: random.Random) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog): U(0, min(cap, base·2^n))."""
+    return rng.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+
+
+class Pusher:
+    """POSTs batches to ``{server}/api/v1/ingest`` with the node token."""
+
+    def __init__(
+        self, server: str, token: str, *, timeout: float = REQUEST_TIMEOUT_SECONDS
+    ) -> None:
+        self.url = server.rstrip("/") + "/api/v1/ingest"
+        self._token = token
+        self.timeout = timeout
+        self.sent = 0
+        self.failures = 0
+        self.parked = 0
+
+    def send(self, batch: dict[str, Any]) -> SendResult:
+        body = gzip.compress(json.dumps(batch, separators=(",", ":")).encode(), compresslevel=5)
+        request = urllib.request.Request(  # noqa: S310  (the URL is the operator's --server)
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Content-Encoding": "gzip",
+                "Authorization": f"Bearer {self._token}",
+                "Idempotency-Key": str(batch.get("batch_id", "")),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                response.read()
+                self.sent += 1
+                return SendResult(ok=True, retry=False, status=response.status)
+        except urllib.error.HTTPError as e:
+            self.failures += 1
+            detail = e.read()[:500].decode(errors="replace")
+            retryable = e.code == 429 or e.code >= 500
+            return SendResult(
+                ok=False,
+                retry=retryable,
+                status=e.code,
+                retry_after=_retry_after(e.headers.get("Retry-After")),
+                message=detail,
+            )
+        except (urllib.error.URLError, OSError) as e:
+            self.failures += 1
+            return SendResult(ok=False, retry=True, message=str(e))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP-date: fall back to our own backoff
+
+
+class Sender(threading.Thread):
+    """Drains an outbox through a pusher until stopped."""
+
+    def __init__(self, outbox: Outbox, pusher: Pusher, *, seed: int | None = None) -> None:
+        super().__init__(name="gpuledger-sender", daemon=True)
+        self.outbox = outbox
+        self.pusher = pusher
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self._rng = random.Random(seed)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def run(self) -> None:
+        attempt = 0
+        while not self.stopping.is_set():
+            batch = self.outbox.peek()
+            if batch is None:
+                self.wake.wait(1.0)
+                self.wake.clear()
+                continue
+            result = self.pusher.send(batch)
+            if result.ok or not result.retry:
+                if not result.ok:
+                    self.pusher.parked += 1
+                    log.error(
+                        "server refused batch %s with %s, not retrying: %s",
+                        batch.get("batch_id"),
+                        result.status,
+                        result.message,
+                    )
+                self.outbox.ack()
+                attempt = 0
+                continue
+            delay = (
+                result.retry_after
+                if result.retry_after is not None
+                else full_jitter(attempt, self._rng)
+            )
+            attempt += 1
+            log.warning(
+                "send failed (%s %s); retrying in %.1fs", result.status, result.message, delay
+            )
+            self.stopping.wait(delay)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the outbox is empty (for ``--once`` and shutdown); False on timeout."""
+        deadline = threading.Event()
+        waited = 0.0
+        while len(self.outbox) and waited < timeout:
+            self.wake.set()
+            deadline.wait(0.05)
+            waited += 0.05
+        return not len(self.outbox)

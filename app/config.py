@@ -1,0 +1,62 @@
+"""Backend settings, read once from the environment (prefix ``GPULEDGER_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".gpuledger")
+SQLITE_FILE_NAME = "gpuledger.db"
+
+
+class Settings(BaseSettings):
+    """Everything the backend reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="GPULEDGER_", extra="forbid", env_file=None)
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; unset means a SQLite file in the data directory.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for Celery; unset means tasks run in-process (embedded mode).",
+    )
+    environment: str = "dev"
+    secret_key: SecretStr = SecretStr("dev-only-change-me")
+    idle_utilization_percent: float = 5.0
+    chart_window_minutes: int = 60
+    max_batch_samples: int = 50_000
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg3(cls, value: str | None) -> str | None:
+        # "postgresql://" alone would make SQLAlchemy look for psycopg2; GPU Ledger ships psycopg 3.
+        if value and value.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / SQLITE_FILE_NAME).resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+settings = Settings()
+
+
+def configure(**overrides: object) -> Settings:
+    """Change the process settings in place (CLI flags, tests); validated like the environment."""
+    checked = Settings(**{**settings.model_dump(), **overrides})
+    for name in overrides:
+        setattr(settings, name, getattr(checked, name))
+    return settings

@@ -1,0 +1,164 @@
+"""``gpuledger demo``: a working system in one command (SQLite, embedded jobs, simulated fleet)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import uvicorn
+
+from agent.cli import make_agent
+from agent.config import AgentSettings
+from agent.pusher import MemoryOutbox, Pusher, Sender
+from app import migrate
+from app.auth import service as auth_service
+from app.auth.service import Role
+from app.config import configure
+from app.db import reset_engine, session_scope
+
+log = logging.getLogger(__name__)
+
+KEY_FILE_NAME = "demo-admin-key"
+BACKFILL_MINUTES = 60
+BACKFILL_STEP_SECONDS = 30
+LIVE_INTERVAL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class DemoNode:
+    name: str
+    team: str
+    scenarios: tuple[str, ...]
+    instance_type: str
+
+
+FLEET = (
+    DemoNode("demo-train-01", "vision", ("training",) * 4, "p5.48xlarge"),
+    DemoNode(
+        "demo-idle-01",
+        "nlp",
+        ("allocated_idle", "allocated_idle", "unallocated", "unallocated"),
+        "p4d.24xlarge",
+    ),
+    DemoNode("demo-starved-01", "research", ("data_starved",) * 4, "p4d.24xlarge"),
+    DemoNode(
+        "demo-mixed-01",
+        "platform",
+        ("training", "energy_waste", "data_starved", "allocated_idle"),
+        "p5.48xlarge",
+    ),
+)
+
+
+def prepare(data_dir: Path) -> tuple[str, dict[str, str]]:
+    """Create the database, an admin key and a token per demo node; returns (key, tokens)."""
+    configure(data_dir=data_dir, database_url=None, redis_url=None)
+    reset_engine()
+    migrate.upgrade()
+    with session_scope() as session:
+        key = auth_service.create_api_key(session, name="demo admin", role=Role.ADMIN).secret
+        tokens = {
+            n.name: auth_service.create_node_token(session, node_name=n.name).secret for n in FLEET
+        }
+    key_file = data_dir / KEY_FILE_NAME
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    return key, tokens
+
+
+def _settings(node: DemoNode, server: str, token: str, index: int) -> AgentSettings:
+    return AgentSettings(
+        server=server,
+        token=token,
+        node_name=node.name,
+        cluster="demo",
+        interval=LIVE_INTERVAL_SECONDS,
+        simulate=len(node.scenarios),
+        scenarios=list(node.scenarios),
+        seed=index,
+        provider="aws",
+        instance_id=f"i-0demo{index:012d}",
+        instance_type=node.instance_type,
+        region="us-east-1",
+        labels={"team": node.team},
+    )
+
+
+def backfill(
+    node: DemoNode, server: str, token: str, index: int, *, minutes: int = BACKFILL_MINUTES
+) -> None:
+    """Send the last ``minutes`` of simulated history, so the charts are full at once."""
+    start = datetime.now(UTC) - timedelta(minutes=minutes)
+    t = [start.timestamp()]
+    agent = make_agent(_settings(node, server, token, index), clock=lambda: t[0])
+    pusher = Pusher(server, token)
+    steps = minutes * 60 // BACKFILL_STEP_SECONDS
+    for step in range(steps):
+        t[0] = start.timestamp() + step * BACKFILL_STEP_SECONDS
+        agent.record(*agent.collect_once(datetime.fromtimestamp(t[0], UTC), t[0]))
+        if (step + 1) % 40 == 0 or step == steps - 1:
+            batch = agent.make_batch()
+            if batch is not None:
+                result = pusher.send(batch)
+                if not result.ok:
+                    log.warning("backfill of %s: %s %s", node.name, result.status, result.message)
+
+
+def run_fleet(server: str, tokens: dict[str, str], stop: threading.Event) -> None:
+    """Backfill, then run one live simulated agent per demo node until ``stop``."""
+    _wait_healthy(server, stop)
+    agents = []
+    for i, node in enumerate(FLEET):
+        backfill(node, server, tokens[node.name], i)
+        agent = make_agent(_settings(node, server, tokens[node.name], i))
+        agent.outbox = MemoryOutbox()
+        Sender(agent.outbox, Pusher(server, tokens[node.name])).start()
+        thread = threading.Thread(target=agent.run, name=f"agent-{node.name}", daemon=True)
+        thread.start()
+        agents.append(agent)
+    stop.wait()
+    for agent in agents:
+        agent.stopping.set()
+
+
+def _wait_healthy(server: str, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            with urllib.request.urlopen(server + "/healthz", timeout=2) as r:  # noqa: S310
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+
+
+def run_demo(*, data_dir: Path, host: str, port: int) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key, tokens = prepare(data_dir)
+    server = f"http://{host}:{port}"
+    stop = threading.Event()
+    threading.Thread(
+        target=run_fleet, args=(server, tokens, stop), name="demo-fleet", daemon=True
+    ).start()
+    gpus = sum(len(n.scenarios) for n in FLEET)
+    print(  # noqa: T201  (the demo talks to its user)
+        f"\nGPU Ledger demo: {len(FLEET)} simulated nodes, {gpus} GPUs, database in {data_dir}/\n"
+        f"  open      {server}/  and sign in with the admin API key below\n"
+        f"  API key   {key}\n"
+        f"            (also in {data_dir / KEY_FILE_NAME})\n"
+        f"  try       curl -H 'Authorization: Bearer {key}' {server}/api/v1/gpus\n"
+        f"  API docs  {server}/docs\n"
+        "Press Ctrl+C to stop.\n",
+        flush=True,
+    )
+    from app.main import create_app
+
+    try:
+        uvicorn.run(create_app(embedded_jobs=True), host=host, port=port, log_level="warning")
+    finally:
+        stop.set()

@@ -1,0 +1,133 @@
+"""Store an agent batch: update the node and its GPUs, insert samples once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import Forbidden
+from app.ingest.schemas import GpuInfo, IngestBatch, IngestResult, NodeIdentity
+from app.kit.upsert import insert_ignore
+from app.models import Cluster, Gpu, GpuProcessSample, GpuSample, HostSample, Node, NodeToken
+
+_SAMPLE_FIELDS = [
+    c.name for c in GpuSample.__table__.columns if c.name not in {"gpu_id", "ts", "status"}
+]
+_HOST_FIELDS = [c.name for c in HostSample.__table__.columns if c.name not in {"node_id", "ts"}]
+
+
+def _ensure_cluster(session: Session, name: str) -> Cluster:
+    cluster = session.scalars(select(Cluster).where(Cluster.name == name)).one_or_none()
+    if cluster is None:
+        cluster = Cluster(name=name, created_at=datetime.now(UTC))
+        session.add(cluster)
+        session.flush()
+    return cluster
+
+
+def _update_node(session: Session, node: Node, ident: NodeIdentity, seen: datetime) -> None:
+    if ident.cluster:
+        node.cluster_id = _ensure_cluster(session, ident.cluster).id
+    for field in (
+        "hostname",
+        "provider",
+        "instance_id",
+        "instance_type",
+        "region",
+        "agent_version",
+    ):
+        value = getattr(ident, field)
+        if value is not None:
+            setattr(node, field, value)
+    if ident.labels:
+        node.labels = dict(ident.labels)
+    if node.last_seen is None or seen > node.last_seen:
+        node.last_seen = seen
+
+
+def _sync_gpus(
+    session: Session, node: Node, gpus: list[GpuInfo], last_seen: dict[str, datetime]
+) -> dict[str, int]:
+    """Create or update the batch's GPUs; refuse GPUs that belong to another node."""
+    if not gpus:
+        return {}
+    uuids = [g.uuid for g in gpus]
+    existing = {g.uuid: g for g in session.scalars(select(Gpu).where(Gpu.uuid.in_(uuids)))}
+    now = datetime.now(UTC)
+    for info in gpus:
+        gpu = existing.get(info.uuid)
+        if gpu is not None and gpu.node_id != node.id:
+            raise Forbidden(
+                f"GPU {info.uuid} belongs to another node; this token is for {node.name}"
+            )
+        if gpu is None:
+            gpu = Gpu(uuid=info.uuid, node_id=node.id, created_at=now, index=info.index)
+            session.add(gpu)
+            existing[info.uuid] = gpu
+        gpu.index = info.index
+        gpu.status = info.status
+        for field in ("model", "memory_total_bytes", "mig_mode"):
+            value = getattr(info, field)
+            if value is not None:
+                setattr(gpu, field, value)
+        if info.mig_instances is not None:
+            gpu.mig_instances = [m.model_dump(exclude_none=True) for m in info.mig_instances]
+        seen = last_seen.get(info.uuid)
+        if seen is not None and (gpu.last_seen is None or seen > gpu.last_seen):
+            gpu.last_seen = seen
+    session.flush()
+    return {uuid: gpu.id for uuid, gpu in existing.items()}
+
+
+def ingest_batch(session: Session, *, token: NodeToken, batch: IngestBatch) -> IngestResult:
+    """Store ``batch`` for the token's node; idempotent on (GPU, ts) and (node, ts)."""
+    node = session.get_one(Node, token.node_id)
+    if batch.node.name != node.name:
+        raise Forbidden(f"this token writes node {node.name!r} only, not {batch.node.name!r}")
+
+    last_seen: dict[str, datetime] = {}
+    for s in batch.samples:
+        if s.gpu_uuid not in last_seen or s.ts > last_seen[s.gpu_uuid]:
+            last_seen[s.gpu_uuid] = s.ts
+    times = list(last_seen.values()) + [h.ts for h in batch.host_samples]
+    _update_node(session, node, batch.node, max(times) if times else datetime.now(UTC))
+    gpu_ids = _sync_gpus(session, node, batch.gpus, last_seen)
+
+    sample_rows: list[dict[str, Any]] = []
+    process_rows: list[dict[str, Any]] = []
+    for s in batch.samples:
+        gpu_id = gpu_ids[s.gpu_uuid]
+        row = {f: getattr(s, f) for f in _SAMPLE_FIELDS if f != "process_count"}
+        row.update(gpu_id=gpu_id, ts=s.ts, status=s.status)
+        row["process_count"] = None if s.processes is None else len(s.processes)
+        sample_rows.append(row)
+        process_rows.extend(
+            {
+                "gpu_id": gpu_id,
+                "ts": s.ts,
+                "pid": p.pid,
+                "used_memory_bytes": p.used_memory_bytes,
+                "sm_utilization": p.sm_utilization,
+                **p.owner.model_dump(),
+            }
+            for p in s.processes or []
+        )
+    host_rows = [
+        {"node_id": node.id, "ts": h.ts, **{f: getattr(h, f) for f in _HOST_FIELDS}}
+        for h in batch.host_samples
+    ]
+
+    inserted = insert_ignore(session, GpuSample, sample_rows, ["gpu_id", "ts"])
+    insert_ignore(session, GpuProcessSample, process_rows, ["gpu_id", "ts", "pid"])
+    host_inserted = insert_ignore(session, HostSample, host_rows, ["node_id", "ts"])
+    token.last_used_at = datetime.now(UTC)
+    session.flush()
+    return IngestResult(
+        inserted=inserted,
+        duplicates=len(sample_rows) - inserted,
+        host_inserted=host_inserted,
+        host_duplicates=len(host_rows) - host_inserted,
+    )

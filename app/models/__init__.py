@@ -1,0 +1,16 @@
+"""Every model, imported here so that Alembic and ``Base.metadata`` see them all."""
+
+from app.models.auth import ApiKey, NodeToken
+from app.models.nodes import Cluster, Gpu, Node
+from app.models.samples import GpuProcessSample, GpuSample, HostSample
+
+__all__ = [
+    "ApiKey",
+    "Cluster",
+    "Gpu",
+    "GpuProcessSample",
+    "GpuSample",
+    "HostSample",
+    "Node",
+    "NodeToken",
+]
