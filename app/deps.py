@@ -27,12 +27,15 @@ def bearer_secret(header: str | None) -> str | None:
     return None
 
 
-def get_node_token(authorization: str | None, session: Session) -> NodeToken:
-    """The node token in an Authorization header (ingest)."""
-    secret = bearer_secret(authorization)
+def get_node_token(request: Request, session: SessionDep) -> NodeToken:
+    """The node token in the Authorization header (ingest)."""
+    secret = bearer_secret(request.headers.get("authorization"))
     if secret is None:
         raise Unauthenticated("missing bearer node token")
     return auth_service.authenticate_node(session, secret)
+
+
+NodeAuth = Annotated[NodeToken, Depends(get_node_token)]
 
 
 def require_role(role: Role) -> Callable[[Request, Session], ApiKey]:

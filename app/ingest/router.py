@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
-from app.db import session_scope
-from app.deps import get_node_token
+from app.deps import NodeAuth, SessionDep
 from app.errors import Forbidden, PayloadTooLarge, Unauthenticated, error_responses
 from app.ingest import service
 from app.ingest.schemas import IngestBatch, IngestResult
@@ -19,10 +19,16 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
-def _store(authorization: str | None, batch: IngestBatch) -> IngestResult:
-    with session_scope() as session:
-        token = get_node_token(authorization, session)
-        return service.ingest_batch(session, token=token, batch=batch)
+async def parse_batch(request: Request) -> IngestBatch:
+    """The request body (JSON, optionally gzip) as a validated batch; 422 names each bad field."""
+    body = await read_body(request, max_bytes=MAX_BODY_BYTES)
+    try:
+        return IngestBatch.model_validate_json(body)
+    except ValidationError as e:
+        raise PayloadInvalid.from_validation(e) from e
+
+
+BatchDep = Annotated[IngestBatch, Depends(parse_batch)]
 
 
 @router.post(
@@ -38,15 +44,6 @@ def _store(authorization: str | None, batch: IngestBatch) -> IngestResult:
         Unauthenticated, Forbidden, PayloadTooLarge, BadEncoding, PayloadInvalid
     ),
 )
-async def create_ingest(request: Request) -> IngestResult:
-    """Store one agent batch (JSON, optionally gzip). Retries are safe: a sample is stored once."""
-    authorization = request.headers.get("authorization")
-    if not authorization:
-        raise Unauthenticated("missing bearer node token")
-    body = await read_body(request, max_bytes=MAX_BODY_BYTES)
-    try:
-        batch = IngestBatch.model_validate_json(body)
-    except ValidationError as e:
-        raise PayloadInvalid.from_validation(e) from e
-    # The database work is synchronous; keep it off the event loop.
-    return await run_in_threadpool(_store, authorization, batch)
+def create_ingest(token: NodeAuth, batch: BatchDep, session: SessionDep) -> IngestResult:
+    """Store one agent batch. Retries are safe: a sample is stored once per (GPU, time)."""
+    return service.ingest_batch(session, token=token, batch=batch)
