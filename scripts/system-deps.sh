@@ -4,6 +4,8 @@
 set -euo pipefail
 
 PACKAGES=(
+  prometheus
+  prometheus-node-exporter
 )
 
 missing=()
