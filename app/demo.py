@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 KEY_FILE_NAME = "demo-admin-key"
 BACKFILL_MINUTES = 60
-BACKFILL_STEP_SECONDS = 30
+BACKFILL_STEP_SECONDS = 20
 LIVE_INTERVAL_SECONDS = 5.0
 
 

@@ -4,6 +4,8 @@
 set -euo pipefail
 
 PACKAGES=(
+  chromium
+  chromium-driver
   prometheus
   prometheus-node-exporter
 )

@@ -29,7 +29,7 @@ def make_batch(
 ) -> dict[str, Any]:
     """A valid wire batch with ``gpus`` GPUs and ``samples_per_gpu`` samples each."""
     start = start or datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-    gpu_list = [
+    gpu_list: list[dict[str, Any]] = [
         {
             "uuid": f"GPU-{node}-{i}",
             "index": i,

@@ -1,0 +1,5 @@
+"""``python -m app``: the same as the ``gpuledger`` command."""
+
+from app.cli import main
+
+raise SystemExit(main())
