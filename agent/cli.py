@@ -14,12 +14,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.collectors import cloud
+from agent.collectors.attribution import Attributor
 from agent.collectors.host import HostCollector
 from agent.collectors.nvml import NvmlCollector
 from agent.collectors.simulator import SCENARIOS, Owner, SimulatedHost, SimulatedNvml
-from agent.config import AgentSettings, from_env, parse_labels
-from agent.loop import Agent, no_owner
-from agent.pusher import MemoryOutbox, Pusher, Sender
+from agent.config import (
+    CONFIG_FILE,
+    METRICS_PORT,
+    SPOOL_DIR,
+    AgentSettings,
+    from_env,
+    parse_labels,
+)
+from agent.loop import Agent
+from agent.pusher import Pusher, Sender
+from agent.spool import DiskSpool
 
 log = logging.getLogger("agent")
 
@@ -30,10 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gpuledger agent",
         description=(
-            "Collect GPU (NVML) and host metrics on this node and ship them to a GPU Ledger "
-            "server. Every option can also be set as GPULEDGER_AGENT_<OPTION> in the environment."
+            "Collect GPU (NVML) and host metrics on this node, spool them to disk, ship them to a "
+            "GPU Ledger server and serve them on a local /metrics. Settings come from defaults, "
+            "then the config file (TOML, keys as the long options), then GPULEDGER_AGENT_<OPTION> "
+            "environment variables (e.g. GPULEDGER_AGENT_SPOOL_DIR), then these flags."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help=f"TOML config file (env GPULEDGER_AGENT_CONFIG; read if it exists: {CONFIG_FILE})",
     )
     p.add_argument("--server", help="GPU Ledger server URL, e.g. https://ledger.example.com")
     p.add_argument("--token", help="this node's token (gpuledger token create --node NAME)")
@@ -46,48 +63,112 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="node label, repeatable (e.g. --label team=vision)",
     )
-    p.add_argument("--interval", type=float, help="seconds between collections (default 10)")
+    p.add_argument(
+        "--interval", type=float, metavar="SECONDS", help="seconds between collections (default 10)"
+    )
     p.add_argument(
         "--ship-interval",
         type=float,
+        metavar="SECONDS",
         help="seconds between batches sent (default: every collection)",
     )
-    p.add_argument(
+    cloud = p.add_argument_group("cloud identity (joins the node to its bill)")
+    cloud.add_argument("--provider", choices=["aws", "gcp", "azure", "onprem", "other"])
+    cloud.add_argument("--instance-id", help="cloud instance id (e.g. i-0abc...)")
+    cloud.add_argument("--instance-type", help="cloud instance type (e.g. p5.48xlarge)")
+    cloud.add_argument("--region", help="cloud region (e.g. us-east-1)")
+    cloud.add_argument(
+        "--no-cloud-metadata",
+        action="store_true",
+        help="do not ask the AWS/GCP/Azure metadata services for what is not configured",
+    )
+    ship = p.add_argument_group("shipping")
+    ship.add_argument(
+        "--spool-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"where batches wait until the server has them (default {SPOOL_DIR})",
+    )
+    ship.add_argument(
+        "--spool-max-bytes",
+        type=int,
+        metavar="BYTES",
+        help="spool size limit; the oldest batches are dropped beyond it (default 256 MiB)",
+    )
+    ship.add_argument(
+        "--no-ship", action="store_true", help="collect and expose /metrics only, send nothing"
+    )
+    metrics = p.add_argument_group("local /metrics (Prometheus, dcgm-exporter names)")
+    metrics.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help=f"port for /metrics (default {METRICS_PORT}); 0 turns /metrics off",
+    )
+    metrics.add_argument(
+        "--metrics-address", metavar="ADDR", help="address /metrics listens on (default 0.0.0.0)"
+    )
+    sim = p.add_argument_group("simulation (demos, tests, benchmarks)")
+    sim.add_argument(
         "--simulate", type=int, metavar="N", help="simulate N GPUs instead of reading NVML"
     )
-    p.add_argument(
+    sim.add_argument(
         "--scenario",
         action="append",
         choices=SCENARIOS,
         default=[],
         help="simulated GPU scenario, repeatable; cycles over the GPUs",
     )
-    p.add_argument("--seed", type=int, help="simulation seed")
-    p.add_argument("--proc-root", type=Path, help="where /proc is mounted (containers)")
-    p.add_argument("--no-ship", action="store_true", help="collect only, send nothing")
+    sim.add_argument("--seed", type=int, help="simulation seed (default 0)")
+    p.add_argument(
+        "--proc-root",
+        type=Path,
+        metavar="DIR",
+        help="where the host's /proc is mounted (default /proc)",
+    )
     p.add_argument("--once", action="store_true", help="collect once and exit")
     p.add_argument(
-        "--print", action="store_true", dest="print_json", help="print each batch as JSON on stdout"
+        "--print",
+        action="store_true",
+        dest="print_json",
+        help="print each batch as JSON on stdout (with --once: one collection, sent nowhere)",
     )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return p
 
 
+_FLAG_FIELDS = (
+    "server",
+    "token",
+    "node_name",
+    "cluster",
+    "interval",
+    "ship_interval",
+    "simulate",
+    "seed",
+    "proc_root",
+    "provider",
+    "instance_id",
+    "instance_type",
+    "region",
+    "spool_dir",
+    "spool_max_bytes",
+    "metrics_port",
+    "metrics_address",
+)
+
+
 def settings_from_args(
     args: argparse.Namespace, base: AgentSettings | None = None
 ) -> AgentSettings:
-    s = base or from_env()
-    for attr in (
-        "server",
-        "token",
-        "node_name",
-        "cluster",
-        "interval",
-        "ship_interval",
-        "simulate",
-        "seed",
-        "proc_root",
-    ):
+    """Flags over environment over config file over defaults."""
+    if base is None:
+        config = args.config
+        if config is None and CONFIG_FILE.is_file():
+            config = CONFIG_FILE
+        base = from_env(config_file=config)
+    s = base
+    for attr in _FLAG_FIELDS:
         value = getattr(args, attr)
         if value is not None:
             setattr(s, attr, value)
@@ -97,6 +178,10 @@ def settings_from_args(
         s.labels = {**s.labels, **parse_labels(args.label)}
     if args.no_ship:
         s.ship = False
+    if args.no_cloud_metadata:
+        s.cloud_metadata = False
+    if s.interval <= 0:
+        raise ValueError("--interval must be positive")
     return s
 
 
@@ -118,7 +203,26 @@ def make_agent(settings: AgentSettings, *, clock: Any = None) -> Agent:
         )
         host = SimulatedHost(sim)
         return Agent(settings, NvmlCollector(sim), host, attribute=host.attribute)
-    return Agent(settings, NvmlCollector(), HostCollector(settings.proc_root), attribute=no_owner)
+    return Agent(
+        settings,
+        NvmlCollector(),
+        HostCollector(settings.proc_root),
+        attribute=Attributor(settings.proc_root),
+    )
+
+
+def fill_cloud_identity(settings: AgentSettings) -> None:
+    """Provider, instance and region from the metadata services where not configured."""
+    if settings.simulate > 0:
+        return  # a simulated node is not the machine it runs on
+    found = cloud.detect(
+        cloud.CloudIdentity(
+            settings.provider, settings.instance_id, settings.instance_type, settings.region
+        ),
+        enabled=settings.cloud_metadata,
+    )
+    settings.provider, settings.instance_id = found.provider, found.instance_id
+    settings.instance_type, settings.region = found.instance_type, found.region
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,20 +235,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    shipping = settings.ship and not (args.once and args.print_json and not settings.server)
+    debug_print = args.once and args.print_json
+    shipping = settings.ship and not (debug_print and not settings.server)
     if shipping and (not settings.server or not settings.token):
         print(
             "error: --server and --token are required to ship (or use --no-ship)", file=sys.stderr
         )
         return 2
+    spool = None
+    if shipping:
+        try:
+            spool = DiskSpool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
+        except OSError as e:
+            print(f"error: cannot use spool directory {settings.spool_dir}: {e}", file=sys.stderr)
+            return 2
 
+    fill_cloud_identity(settings)
     agent = make_agent(settings)
-    outbox = MemoryOutbox() if shipping else None
-    agent.outbox = outbox
+    agent.outbox = spool
     sender = None
-    if outbox is not None:
-        sender = Sender(outbox, Pusher(settings.server or "", settings.token or ""))
+    if spool is not None:
+        sender = Sender(spool, Pusher(settings.server or "", settings.token or ""))
         sender.start()
+    if settings.metrics_port and not debug_print:
+        from agent.metrics import build_registry, serve  # only when /metrics is on
+
+        try:
+            serve(
+                build_registry(agent, lambda: sender),
+                settings.metrics_port,
+                settings.metrics_address,
+            )
+        except OSError as e:
+            print(
+                f"error: cannot serve /metrics on port {settings.metrics_port}: {e}",
+                file=sys.stderr,
+            )
+            return 2
 
     def on_batch(batch: dict[str, Any]) -> None:
         if args.print_json:
@@ -165,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         agent.run(cycles=1 if args.once else None, on_batch=on_batch)
     if sender is not None:
-        if not sender.flush(timeout=10.0):
-            log.warning("%d batch(es) not delivered before exit", len(sender.outbox))
+        # Whatever is not sent now stays in the spool for the next start.
+        if not sender.flush(timeout=10.0 if args.once else 2.0):
+            log.warning("%d batch(es) left in the spool for the next start", len(sender.outbox))
         sender.stop()
     return 0

@@ -1,4 +1,5 @@
-"""Agent settings: defaults, then ``GPULEDGER_AGENT_*`` environment, then command-line flags.
+"""Agent settings: defaults, then a TOML config file, then ``GPULEDGER_AGENT_*`` environment,
+then command-line flags (each overrides the one before).
 
 This is the only agent module that reads ``os.environ``.
 """
@@ -7,12 +8,17 @@ from __future__ import annotations
 
 import os
 import socket
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "GPULEDGER_AGENT_"
 COLLECT_INTERVAL_SECONDS = 10.0
+METRICS_PORT = 9400  # dcgm-exporter's port, so existing scrape configs find us
+SPOOL_DIR = Path("/var/lib/gpuledger-agent/spool")
+SPOOL_MAX_BYTES = 256 * 1024**2
+CONFIG_FILE = Path("/etc/gpuledger/agent.toml")
 
 
 @dataclass
@@ -31,24 +37,39 @@ class AgentSettings:
     instance_id: str | None = None
     instance_type: str | None = None
     region: str | None = None
+    cloud_metadata: bool = True  # ask the cloud metadata service when provider etc. are unset
     labels: dict[str, str] = field(default_factory=dict)
     ship: bool = True
+    spool_dir: Path = SPOOL_DIR
+    spool_max_bytes: int = SPOOL_MAX_BYTES
+    metrics_port: int = METRICS_PORT  # 0: no local /metrics
+    metrics_address: str = "0.0.0.0"  # noqa: S104  (Prometheus scrapes the node from outside)
 
 
-def _parse(name: str, kind: Any, raw: str) -> Any:
+_FIELDS = {f.name: f for f in fields(AgentSettings)}
+_BOOLS = {"ship", "cloud_metadata"}
+
+
+def _parse(name: str, raw: Any) -> Any:
+    """A config-file or environment value converted to the field's type."""
+    kind = str(_FIELDS[name].type)
     if name == "scenarios":
-        return [s.strip() for s in raw.split(",") if s.strip()]
+        return [s.strip() for s in raw.split(",") if s.strip()] if isinstance(raw, str) else raw
     if name == "labels":
+        if isinstance(raw, dict):
+            return {str(k): str(v) for k, v in raw.items()}
         return parse_labels(raw.split(","))
-    if name == "ship":
-        return raw.strip().lower() not in ("0", "false", "no", "off")
-    if "float" in str(kind):
+    if name in _BOOLS:
+        if isinstance(raw, bool):
+            return raw
+        return str(raw).strip().lower() not in ("0", "false", "no", "off")
+    if "float" in kind:
         return float(raw)
-    if "int" in str(kind):
+    if "int" in kind:
         return int(raw)
-    if "Path" in str(kind):
+    if "Path" in kind:
         return Path(raw)
-    return raw
+    return str(raw)
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
@@ -64,12 +85,35 @@ def parse_labels(items: list[str]) -> dict[str, str]:
     return labels
 
 
-def from_env(environ: dict[str, str] | None = None) -> AgentSettings:
-    """Defaults overridden by ``GPULEDGER_AGENT_<FIELD>`` variables."""
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Settings from a TOML file (keys as the long options, ``-`` or ``_``); unknown keys fail."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise ValueError(f"cannot read config file {path}: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {path}: {e}") from e
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        name = key.replace("-", "_")
+        if name not in _FIELDS:
+            raise ValueError(f"config file {path}: unknown setting {key!r}")
+        values[name] = _parse(name, raw)
+    return values
+
+
+def from_env(
+    environ: dict[str, str] | None = None, *, config_file: Path | None = None
+) -> AgentSettings:
+    """Defaults, overridden by ``config_file`` (TOML), then by ``GPULEDGER_AGENT_<FIELD>``."""
     env = dict(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
-    for f in fields(AgentSettings):
-        raw = env.get(ENV_PREFIX + f.name.upper())
+    if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(env[ENV_PREFIX + "CONFIG"])
+    if config_file is not None:
+        values.update(read_config_file(config_file))
+    for name in _FIELDS:
+        raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None:
-            values[f.name] = _parse(f.name, f.type, raw)
+            values[name] = _parse(name, raw)
     return AgentSettings(**values)

@@ -48,6 +48,15 @@ class Agent:
         self._samples: list[dict[str, Any]] = []
         self._host_samples: list[dict[str, Any]] = []
         self._gpu_warned = False
+        # The latest reading and how long it took, for the local /metrics.
+        self.latest: tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]] = (
+            [],
+            [],
+            {},
+        )
+        self.last_collect_seconds = 0.0
+        self.collect_seconds_total = 0.0
+        self.gpu_error: str | None = None
 
     def node_identity(self) -> dict[str, Any]:
         s = self.settings
@@ -67,11 +76,13 @@ class Agent:
         self, ts: datetime, monotonic: float
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
         """One reading: (gpus, gpu samples, host sample). Never raises for a missing driver."""
+        started = time.perf_counter()
         gpus: list[dict[str, Any]] = []
         samples: list[dict[str, Any]] = []
         try:
             gpus, samples = self.gpu.collect(ts)
         except NvmlUnavailable as e:
+            self.gpu_error = str(e)
             if not self._gpu_warned:
                 log.error("no GPU readings: %s; carrying on with host metrics", e)
                 self._gpu_warned = True
@@ -82,6 +93,9 @@ class Agent:
                     proc["owner"] = owner
         host = self.host.collect(ts, monotonic)
         self.cycles += 1
+        self.latest = (gpus, samples, host)
+        self.last_collect_seconds = time.perf_counter() - started
+        self.collect_seconds_total += self.last_collect_seconds
         return gpus, samples, host
 
     def record(

@@ -1,18 +1,21 @@
 """Ship batches to the backend: gzip JSON over HTTP(S), retry with backoff and full jitter.
 
-Collection never waits on the network: the loop puts batches in an outbox and a sender
-thread drains it. Only a 2xx removes a batch; 5xx, 429 and connection errors are retried
-(honouring Retry-After); any other 4xx is logged and parked, never retried forever.
+Collection never waits on the network: the loop puts batches in an outbox (``agent.spool`` on
+disk, ``MemoryOutbox`` for demos) and a sender thread drains it. Only a 2xx removes a batch;
+5xx, 429 and connection errors are retried (honouring Retry-After); any other 4xx is logged and
+parked, never retried forever. ``batch_id`` travels as the Idempotency-Key.
 """
 
 from __future__ import annotations
 
 import collections
+import email.utils
 import gzip
 import json
 import logging
 import random
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -31,6 +34,7 @@ class Outbox(Protocol):
     def put(self, batch: dict[str, Any]) -> None: ...
     def peek(self) -> dict[str, Any] | None: ...
     def ack(self) -> None: ...
+    def park(self) -> None: ...
     def __len__(self) -> int: ...
 
 
@@ -40,6 +44,7 @@ class MemoryOutbox:
 
     max_batches: int = 1000
     dropped: int = 0
+    parked: int = 0
     _items: collections.deque[dict[str, Any]] = field(default_factory=collections.deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -59,6 +64,13 @@ class MemoryOutbox:
             if self._items:
                 self._items.popleft()
 
+    def park(self) -> None:
+        # Nowhere to keep it in memory: a refused batch is counted and let go.
+        with self._lock:
+            if self._items:
+                self._items.popleft()
+                self.parked += 1
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
@@ -75,7 +87,7 @@ class SendResult:
 
 def full_jitter(attempt: int, rng: random.Random) -> float:
     """Exponential backoff with full jitter (AWS architecture blog): U(0, min(cap, base·2^n))."""
-    return rng.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+    return rng.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempt, 20)))
 
 
 class Pusher:
@@ -125,13 +137,24 @@ class Pusher:
             return SendResult(ok=False, retry=True, message=str(e))
 
 
+RETRY_AFTER_MAX_SECONDS = 3600.0
+
+
 def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (RFC 9110: delay-seconds or an HTTP-date), capped at an hour."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP-date: fall back to our own backoff
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(RETRY_AFTER_MAX_SECONDS, max(0.0, seconds))
 
 
 class Sender(threading.Thread):
@@ -158,16 +181,19 @@ class Sender(threading.Thread):
                 self.wake.clear()
                 continue
             result = self.pusher.send(batch)
-            if result.ok or not result.retry:
-                if not result.ok:
-                    self.pusher.parked += 1
-                    log.error(
-                        "server refused batch %s with %s, not retrying: %s",
-                        batch.get("batch_id"),
-                        result.status,
-                        result.message,
-                    )
+            if result.ok:
                 self.outbox.ack()
+                attempt = 0
+                continue
+            if not result.retry:
+                self.pusher.parked += 1
+                log.error(
+                    "server refused batch %s with %s, parked, not retrying: %s",
+                    batch.get("batch_id"),
+                    result.status,
+                    result.message,
+                )
+                self.outbox.park()
                 attempt = 0
                 continue
             delay = (
