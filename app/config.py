@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     idle_utilization_percent: float = 5.0
     chart_window_minutes: int = 60
     max_batch_samples: int = 50_000
+    # Storage (issue 4): thresholds the rollups classify time by, and how long each tier lives.
+    low_utilization_percent: float = 30.0
+    max_sample_gap_seconds: float = 60.0  # a longer gap between samples is a gap, not coverage
+    raw_retention_days: int = Field(default=14, ge=1)
+    minute_rollup_retention_days: int = Field(default=90, ge=1)
+    hour_rollup_retention_days: int | None = Field(default=None, ge=1)  # None keeps them
+    partition_days_ahead: int = Field(default=3, ge=1)
+    rollup_batch_rows: int = Field(default=20_000, ge=1)
 
     @field_validator("database_url")
     @classmethod

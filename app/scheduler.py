@@ -29,7 +29,10 @@ class PeriodicJob:
 
 
 # The one list of periodic work; names are imported lazily, so this module imports nothing.
-PERIODIC_JOBS: list[PeriodicJob] = []
+PERIODIC_JOBS: list[PeriodicJob] = [
+    PeriodicJob("usage.rollup", 60.0, "app.usage.tasks:rollup"),
+    PeriodicJob("usage.retention", 3600.0, "app.usage.tasks:apply_retention"),
+]
 
 
 class EmbeddedScheduler:

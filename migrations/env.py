@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging.config
+import re
 
 from alembic import context
 from sqlalchemy import Connection
@@ -17,6 +18,13 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 
 target_metadata = Base.metadata
 
+# Daily partitions of the raw tables (``app.usage.partitions``) are not models of their own.
+PARTITION_NAME = re.compile(r"_p\d{8}$")
+
+
+def _include_name(name: str | None, type_: str, _parents: object) -> bool:
+    return not (type_ == "table" and name is not None and PARTITION_NAME.search(name))
+
 
 def _run(connection: Connection) -> None:
     context.configure(
@@ -24,6 +32,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=_include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,8 +11,12 @@ from sqlalchemy.orm import Session
 
 from app.errors import Forbidden
 from app.ingest.schemas import GpuInfo, IngestBatch, IngestResult, NodeIdentity
+from app.kit.timebuckets import floor_day
 from app.kit.upsert import insert_ignore
 from app.models import Cluster, Gpu, GpuProcessSample, GpuSample, HostSample, Node, NodeToken
+from app.usage import partitions
+from app.usage import repository as usage_repository
+from app.usage import service as usage_service
 
 _SAMPLE_FIELDS = [
     c.name for c in GpuSample.__table__.columns if c.name not in {"gpu_id", "ts", "status"}
@@ -49,13 +54,21 @@ def _update_node(session: Session, node: Node, ident: NodeIdentity, seen: dateti
 
 
 def _sync_gpus(
-    session: Session, node: Node, gpus: list[GpuInfo], last_seen: dict[str, datetime]
+    session: Session,
+    node: Node,
+    gpus: list[GpuInfo],
+    last_seen: dict[str, datetime],
+    previous: dict[int, datetime | None],
 ) -> dict[str, int]:
-    """Create or update the batch's GPUs; refuse GPUs that belong to another node."""
+    """Create or update the batch's GPUs; refuse GPUs that belong to another node.
+
+    ``previous`` receives each known GPU's last report before this batch (late-data check).
+    """
     if not gpus:
         return {}
     uuids = [g.uuid for g in gpus]
     existing = {g.uuid: g for g in session.scalars(select(Gpu).where(Gpu.uuid.in_(uuids)))}
+    previous.update({g.id: g.last_seen for g in existing.values()})
     now = datetime.now(UTC)
     for info in gpus:
         gpu = existing.get(info.uuid)
@@ -93,8 +106,10 @@ def ingest_batch(session: Session, *, token: NodeToken, batch: IngestBatch) -> I
         if s.gpu_uuid not in last_seen or s.ts > last_seen[s.gpu_uuid]:
             last_seen[s.gpu_uuid] = s.ts
     times = list(last_seen.values()) + [h.ts for h in batch.host_samples]
+    node_seen_before = node.last_seen
     _update_node(session, node, batch.node, max(times) if times else datetime.now(UTC))
-    gpu_ids = _sync_gpus(session, node, batch.gpus, last_seen)
+    gpu_seen_before: dict[int, datetime | None] = {}
+    gpu_ids = _sync_gpus(session, node, batch.gpus, last_seen, gpu_seen_before)
 
     sample_rows: list[dict[str, Any]] = []
     process_rows: list[dict[str, Any]] = []
@@ -120,9 +135,20 @@ def ingest_batch(session: Session, *, token: NodeToken, batch: IngestBatch) -> I
         for h in batch.host_samples
     ]
 
+    partitions.ensure_days(session, {floor_day(r["ts"]).date() for r in (*sample_rows, *host_rows)})
     inserted = insert_ignore(session, GpuSample, sample_rows, ["gpu_id", "ts"])
     insert_ignore(session, GpuProcessSample, process_rows, ["gpu_id", "ts", "pid"])
     host_inserted = insert_ignore(session, HostSample, host_rows, ["node_id", "ts"])
+    _mark_dirty(
+        session,
+        sample_rows,
+        host_rows,
+        inserted,
+        host_inserted,
+        gpu_seen_before,
+        node,
+        node_seen_before,
+    )
     token.last_used_at = datetime.now(UTC)
     session.flush()
     return IngestResult(
@@ -131,3 +157,26 @@ def ingest_batch(session: Session, *, token: NodeToken, batch: IngestBatch) -> I
         host_inserted=host_inserted,
         host_duplicates=len(host_rows) - host_inserted,
     )
+
+
+def _mark_dirty(
+    session: Session,
+    sample_rows: list[dict[str, Any]],
+    host_rows: list[dict[str, Any]],
+    inserted: int,
+    host_inserted: int,
+    gpu_seen_before: dict[int, datetime | None],
+    node: Node,
+    node_seen_before: datetime | None = None,
+) -> None:
+    """Queue the minutes this batch changed for the rollup task (a pure retry changes none)."""
+    if inserted:
+        times: dict[int, list[datetime]] = defaultdict(list)
+        for row in sample_rows:
+            times[row["gpu_id"]].append(row["ts"])
+        keys = usage_service.dirty_minutes(times, gpu_seen_before)
+        usage_repository.mark_dirty(session, usage_repository.GPU, keys)
+    if host_inserted:
+        host_times = {node.id: [row["ts"] for row in host_rows]}
+        keys = usage_service.dirty_minutes(host_times, {node.id: node_seen_before})
+        usage_repository.mark_dirty(session, usage_repository.HOST, keys)

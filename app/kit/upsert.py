@@ -36,3 +36,23 @@ def insert_ignore(
         )
         inserted += len(session.execute(stmt).all())
     return inserted
+
+
+def upsert(
+    session: Session, model: type[Base], rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    """Insert ``rows``, replacing the other columns of rows whose ``keys`` already exist."""
+    if not rows:
+        return
+    table = cast(Table, model.__table__)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    columns = list(rows[0])
+    per_statement = max(1, 30_000 // max(1, len(columns)))
+    for start in range(0, len(rows), per_statement):
+        stmt = insert(table).values(list(rows[start : start + per_statement]))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys],
+            set_={c: stmt.excluded[c] for c in columns if c not in keys},
+        )
+        session.execute(stmt)

@@ -4,17 +4,31 @@ from app.models.auth import ApiKey, NodeToken
 from app.models.billing import BillingImport, BillingLineItem, PriceBookEntry
 from app.models.nodes import Cluster, Gpu, Node
 from app.models.samples import GpuProcessSample, GpuSample, HostSample
+from app.models.usage import (
+    FleetHourRollup,
+    GpuHourRollup,
+    GpuMinuteRollup,
+    HostHourRollup,
+    HostMinuteRollup,
+    RollupDirty,
+)
 
 __all__ = [
     "ApiKey",
     "BillingImport",
     "BillingLineItem",
     "Cluster",
+    "FleetHourRollup",
     "Gpu",
+    "GpuHourRollup",
+    "GpuMinuteRollup",
     "GpuProcessSample",
     "GpuSample",
+    "HostHourRollup",
+    "HostMinuteRollup",
     "HostSample",
     "Node",
     "NodeToken",
     "PriceBookEntry",
+    "RollupDirty",
 ]

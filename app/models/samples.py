@@ -9,9 +9,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
 
+# On PostgreSQL the raw tables are partitioned by day (``app.usage.partitions``) so that
+# retention drops whole partitions; SQLite ignores this.
+PARTITIONED = {"postgresql_partition_by": "RANGE (ts)"}
+
 
 class GpuSample(Base):
     __tablename__ = "gpu_samples"
+    __table_args__ = PARTITIONED
 
     gpu_id: Mapped[int] = mapped_column(ForeignKey("gpus.id", ondelete="CASCADE"), primary_key=True)
     ts: Mapped[datetime] = mapped_column(primary_key=True, index=True)
@@ -36,6 +41,7 @@ class GpuSample(Base):
 
 class GpuProcessSample(Base):
     __tablename__ = "gpu_process_samples"
+    __table_args__ = PARTITIONED
 
     gpu_id: Mapped[int] = mapped_column(ForeignKey("gpus.id", ondelete="CASCADE"), primary_key=True)
     ts: Mapped[datetime] = mapped_column(primary_key=True, index=True)
@@ -53,6 +59,7 @@ class GpuProcessSample(Base):
 
 class HostSample(Base):
     __tablename__ = "host_samples"
+    __table_args__ = PARTITIONED
 
     node_id: Mapped[int] = mapped_column(
         ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
