@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     kc.add_argument("--name", required=True, help="who or what the key is for")
     kc.add_argument("--role", default="viewer", choices=["viewer", "finance", "sre", "admin"])
 
+    from app.billing.cli import add_parsers as add_billing_parsers
+
+    add_billing_parsers(sub)
+
     sub.group.add_parser(
         "agent", help="run the node agent (gpuledger agent --help)", add_help=False
     )
@@ -129,6 +133,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             migrate.check()
             print("models and migrations agree")
         return 0
+    if args.command in ("billing", "pricebook"):
+        from app.billing import cli as billing_cli
+
+        run = billing_cli.run_billing if args.command == "billing" else billing_cli.run_pricebook
+        return run(args)
     from app.auth import service as auth_service
     from app.db import session_scope
 

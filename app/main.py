@@ -14,6 +14,7 @@ from sqlalchemy import text
 from app import __version__
 from app.config import settings
 from app.db import get_engine
+from app.billing.router import router as billing_router
 from app.errors import AppError
 from app.ingest.router import router as ingest_router
 from app.kit.validation import PayloadInvalid, field_errors, summarize
@@ -69,6 +70,7 @@ def create_app(*, embedded_jobs: bool | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.include_router(ingest_router)
+    app.include_router(billing_router)
     app.include_router(nodes_router)
     app.include_router(web_router)
     return app

@@ -1,0 +1,144 @@
+"""``gpuledger billing import`` and ``gpuledger pricebook``: parsers and commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from app.billing.formats import Format
+
+
+def add_parsers(sub: Any) -> None:
+    """Register the billing and pricebook command groups on the gpuledger parser."""
+    billing = sub.add_parser("billing", help="import cloud bills (FOCUS, AWS CUR, GCP, Azure)")
+    # ``sub`` is app.cli._Sub: nested groups get the common options (--data-dir) the same way.
+    actions = type(sub)(
+        billing.add_subparsers(dest="billing_command", required=True, metavar="ACTION"), sub.common
+    )
+    imp = actions.add_parser("import", help="import billing files; each is accepted whole or not")
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    imp.add_argument("--format", choices=[f.value for f in Format], help="skip detection")
+    imp.add_argument("--dataset", choices=["actual", "amortized"], help="Azure cost dataset")
+    imp.add_argument("--currency", help="reporting currency (default: the file's first)")
+    imp.add_argument("--rate", action="append", default=[], metavar="CUR=RATE",
+                     help="exchange rate into the reporting currency (repeatable)")  # fmt: skip
+    imp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    book = sub.add_parser("pricebook", help="the price book for estimates and on-prem nodes")
+    book_actions = type(sub)(
+        book.add_subparsers(dest="pricebook_command", required=True, metavar="ACTION"), sub.common
+    )
+    book_actions.add_parser("list", help="print the merged price book as CSV")
+    load = book_actions.add_parser("import", help="load a price book CSV (shipped columns)")
+    load.add_argument("file", type=Path)
+
+
+class _Bar:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.last = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int, rows: int) -> None:
+        now = time.monotonic()
+        if now - self.last < (0.2 if self.tty else 2.0) and done < total:
+            return
+        self.last = now
+        pct = 100 * done / total if total else 100.0
+        bar = "#" * int(pct / 4)
+        end = "\r" if self.tty else "\n"
+        print(f"{self.name}: [{bar:<25}] {pct:5.1f}% {rows:,} rows", end=end, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def _rates(values: list[str]) -> dict[str, Decimal]:
+    out = {}
+    for value in values:
+        cur, _, rate = value.partition("=")
+        try:
+            out[cur.strip().upper()] = Decimal(rate)
+        except InvalidOperation:
+            raise SystemExit(f"--rate {value!r}: expected CUR=NUMBER") from None
+    return out
+
+
+def run_billing(args: argparse.Namespace) -> int:
+    from app.billing import service
+    from app.billing.importer import BillingFileError
+    from app.db import session_scope
+
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for path in args.files:
+        bar = _Bar(path.name)
+        try:
+            with session_scope() as session:
+                summary = service.import_file(
+                    session, path=path, format=Format(args.format) if args.format else None,
+                    dataset=args.dataset, currency=args.currency, rates=_rates(args.rate),
+                    progress=bar,
+                )  # fmt: skip
+            bar.close()
+            results.append(summary.as_dict())
+        except BillingFileError as e:
+            bar.close()
+            failed += 1
+            results.append({"file_name": e.file_name, "status": "rejected",
+                            "error_count": e.error_count,
+                            "errors": [x.as_dict() for x in e.errors]})  # fmt: skip
+        except OSError as e:
+            failed += 1
+            results.append({"file_name": str(path), "status": "rejected", "error_count": 1,
+                            "errors": [{"row": None, "column": None, "message": str(e)}]})  # fmt: skip
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    else:
+        for r in results:
+            _print(r)
+    return 1 if failed else 0
+
+
+def _print(r: dict[str, Any]) -> None:
+    if r["status"] == "rejected":
+        print(f"{r['file_name']}: REJECTED, {r['error_count']} error(s); nothing was imported")
+        for e in r["errors"]:
+            where = f"row {e['row']}" if e["row"] is not None else "file"
+            col = f", column {e['column']}" if e["column"] else ""
+            print(f"  {where}{col}: {e['message']}")
+        return
+    note = f" (same file as import {r['duplicate_of']}: nothing changed)" if r["duplicate_of"] else ""
+    print(f"{r['file_name']}: {r['status']}{note}, format {r['format']}")
+    print(f"  rows accepted {r['rows_accepted']:,}, matched to known nodes {r['rows_matched']:,}, "
+          f"replaced from earlier exports {r['rows_replaced']:,}")  # fmt: skip
+    for cur, t in r["totals"].items():
+        print(f"  {cur}: BilledCost {t['BilledCost']}  EffectiveCost {t['EffectiveCost']}")
+    for w in r["warnings"]:
+        print(f"  warning: {w}")
+
+
+def run_pricebook(args: argparse.Namespace) -> int:
+    import csv
+    import dataclasses
+
+    from app.billing import pricebook
+    from app.billing.catalog import PRICEBOOK_COLUMNS
+    from app.db import session_scope
+
+    with session_scope() as session:
+        if args.pricebook_command == "import":
+            count = pricebook.import_pricebook(session, args.file)
+            print(f"{count} price book entries written", file=sys.stderr)
+            return 0
+        writer = csv.writer(sys.stdout)
+        writer.writerow(PRICEBOOK_COLUMNS)
+        for e in pricebook.list_entries(session):
+            d = dataclasses.asdict(e)
+            writer.writerow(["" if d[c] is None else d[c] for c in PRICEBOOK_COLUMNS])
+    return 0

@@ -1,0 +1,115 @@
+"""Billing API: upload a bill, follow its import, read and edit the price book."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, UploadFile, status
+
+from app.auth.service import Role
+from app.billing import pricebook, service, tasks
+from app.billing.catalog import PriceEntry
+from app.billing.errors import BillingFileRejected, ImportNotFound
+from app.billing.formats import Format
+from app.billing.importer import BillingFileError
+from app.billing.progress import get_progress
+from app.billing.schemas import ImportRead, PriceEntryIO
+from app.config import settings
+from app.deps import SessionDep, ViewerAuth, require_role
+from app.errors import error_responses
+from app.models import ApiKey
+from app.worker import enqueue_after_commit
+
+router = APIRouter(prefix="/api/v1", tags=["billing"])
+FinanceAuth = Annotated[ApiKey, Depends(require_role(Role.FINANCE))]
+# Uploads up to this size import inside the request; larger ones go to the worker.
+SYNC_IMPORT_MAX_BYTES = 8 << 20
+
+
+def _read(record: Any, **extra: Any) -> ImportRead:
+    out = ImportRead.model_validate(record)
+    out.progress = get_progress(record.id) if record.status in ("pending", "running") else None
+    for k, v in extra.items():
+        setattr(out, k, v)
+    return out
+
+
+def _store(upload: UploadFile) -> Path:
+    folder = settings.data_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}-{Path(upload.filename or 'bill').name}"
+    with path.open("wb") as out:
+        shutil.copyfileobj(upload.file, out, 1 << 20)
+    return path
+
+
+@router.post(
+    "/billing/imports",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(BillingFileRejected),
+)
+def create_import(
+    session: SessionDep,
+    _key: FinanceAuth,
+    background: BackgroundTasks,
+    file: Annotated[UploadFile, File()],
+    format: Annotated[Format | None, Form()] = None,
+    dataset: Annotated[str | None, Form()] = None,
+    currency: Annotated[str | None, Form()] = None,
+) -> ImportRead:
+    """Upload a billing file; small files import now, large ones are queued (status 'pending')."""
+    path = _store(file)
+    options = {"format": format.value if format else None, "dataset": dataset, "currency": currency}
+    record = service.create_import(
+        session, file_name=Path(file.filename or path.name).name, path=path, options=options
+    )
+    if record.file_bytes > SYNC_IMPORT_MAX_BYTES:
+        if settings.redis_url:
+            enqueue_after_commit(session, tasks.import_file, record.id)
+        else:
+            background.add_task(tasks.run_import, record.id)  # runs after the commit
+        return _read(record)
+    try:
+        summary = service.import_file(
+            session, path=path, file_name=record.file_name, format=format, dataset=dataset,
+            currency=currency, record=record,
+        )  # fmt: skip
+    except BillingFileError as e:
+        raise BillingFileRejected(
+            str(e), detail={"file": e.file_name, "error_count": e.error_count,
+                            "errors": [x.as_dict() for x in e.errors]},
+        ) from e  # fmt: skip
+    finally:
+        path.unlink(missing_ok=True)
+    record.stored_path = None
+    return _read(record, duplicate_of=summary.duplicate_of)
+
+
+@router.get("/billing/imports", responses=error_responses())
+def list_imports(session: SessionDep, _key: ViewerAuth) -> list[ImportRead]:
+    """The latest imports, newest first."""
+    return [_read(r) for r in service.list_imports(session)]
+
+
+@router.get("/billing/imports/{import_id}", responses=error_responses(ImportNotFound))
+def get_import(session: SessionDep, _key: ViewerAuth, import_id: int) -> ImportRead:
+    """One import: status, progress while it runs, totals or errors when done."""
+    return _read(service.get_import(session, import_id))
+
+
+@router.get("/pricebook")
+def list_prices(session: SessionDep, _key: ViewerAuth) -> list[PriceEntryIO]:
+    """The price book: shipped list prices with the user's entries over them."""
+    return [PriceEntryIO.model_validate(e) for e in pricebook.list_entries(session)]
+
+
+@router.put("/pricebook")
+def update_prices(
+    session: SessionDep, _key: FinanceAuth, entries: list[PriceEntryIO]
+) -> list[PriceEntryIO]:
+    """Add or replace price book entries (keyed by provider, instance type and region)."""
+    pricebook.upsert_entries(session, [PriceEntry(**e.model_dump()) for e in entries])
+    return [PriceEntryIO.model_validate(e) for e in pricebook.list_entries(session)]
