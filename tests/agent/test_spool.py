@@ -28,6 +28,12 @@ def _batch(n: int) -> dict:
     )
 
 
+def _first(spool: DiskSpool) -> str:
+    batch = spool.peek()
+    assert batch is not None
+    return str(batch["batch_id"])
+
+
 def _wait(predicate, tries: int = 200, step: float = 0.05) -> bool:
     for _ in range(tries):
         if predicate():
@@ -51,7 +57,7 @@ class TestDiskSpool:
         assert next(p.name for p in sorted(tmp_path.glob("*" + SEGMENT_SUFFIX))).startswith(
             "0000000000000002"
         )
-        assert spool.peek()["batch_id"] == "b1"
+        assert _first(spool) == "b1"
 
     def test_survives_a_restart_and_ignores_half_written_files(self, tmp_path: Path) -> None:
         spool = DiskSpool(tmp_path)
@@ -61,10 +67,10 @@ class TestDiskSpool:
         again = DiskSpool(tmp_path)
         assert len(again) == 2
         assert not list(tmp_path.glob(".tmp-*"))
-        assert again.peek()["batch_id"] == "b1"
+        assert _first(again) == "b1"
         again.ack()
         again.put(_batch(3))  # numbering goes on after the existing segments
-        assert [again.peek()["batch_id"]] == ["b2"]
+        assert [_first(again)] == ["b2"]
         assert len(again) == 2
 
     def test_segments_are_gzip_json(self, tmp_path: Path) -> None:
@@ -81,7 +87,7 @@ class TestDiskSpool:
         assert len(spool) == 3
         assert spool.dropped == 2
         assert spool.bytes <= spool.max_bytes
-        assert spool.peek()["batch_id"] == "b2"
+        assert _first(spool) == "b2"
 
     def test_unreadable_segment_is_set_aside(self, tmp_path: Path) -> None:
         spool = DiskSpool(tmp_path)
@@ -90,7 +96,7 @@ class TestDiskSpool:
         (first, _) = sorted(tmp_path.glob("*" + SEGMENT_SUFFIX))
         first.write_bytes(b"not gzip")
         again = DiskSpool(tmp_path)
-        assert again.peek()["batch_id"] == "b2"
+        assert _first(again) == "b2"
         assert list(tmp_path.glob("*.corrupt"))
 
     def test_park_keeps_the_batch_aside(self, tmp_path: Path) -> None:
