@@ -2,8 +2,8 @@
 
 GPU series carry dcgm-exporter's names, units and labels (``gpu``, ``UUID``, ``device``,
 ``modelName``, ``Hostname``; see dcgm-exporter ``etc/default-counters.csv``) so that existing
-DCGM Grafana dashboards work unchanged. Those two conventions (camelCase labels, an energy
-counter without ``_total``) are dcgm-exporter's and are kept on purpose; everything else is
+DCGM Grafana dashboards work unchanged. dcgm-exporter's camelCase labels are kept on purpose
+(promtool flags them), and its energy counter keeps its name as an untyped series; everything else is
 under ``gpuledger_`` names in base units. Nothing here touches NVML: a scrape reads what the
 loop last collected.
 """
@@ -99,11 +99,12 @@ class AgentCollector(Collector):
         fb_free = GaugeMetricFamily(
             "DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", labels=GPU_LABELS
         )
-        # dcgm-exporter's energy counter has no _total suffix; build the family by hand to keep it.
+        # dcgm-exporter's energy counter has no _total suffix, which prometheus-client only
+        # allows for untyped series: the name stays exact, and rate()/increase() work the same.
         energy = Metric(
             "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-            "Total energy consumption since boot (in mJ).",
-            "counter",
+            "Total energy consumption since boot (in mJ), a counter.",
+            "unknown",
         )
         xid = GaugeMetricFamily(
             "DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.", labels=GPU_LABELS
