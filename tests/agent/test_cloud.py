@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -53,9 +52,9 @@ class FakeMetadata:
 
     def route(self, method: str, path: str, headers: Any) -> tuple[int, str]:
         if self.cloud == "aws":
-            if method == "PUT" and path == "/latest/api/token":
-                if headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
-                    return 200, "tok-123"
+            ttl = headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+            if method == "PUT" and path == "/latest/api/token" and ttl:
+                return 200, "tok-123"
             if path == "/latest/dynamic/instance-identity/document":
                 # IMDSv2 only: no token, no answer.
                 if headers.get("X-aws-ec2-metadata-token") == "tok-123":
@@ -83,12 +82,12 @@ class FakeMetadata:
 
 
 @pytest.fixture
-def nowhere() -> Iterator[str]:
+def nowhere() -> str:
     """A URL where nothing listens (a port we bound and closed)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     url = f"http://127.0.0.1:{server.server_port}"
     server.server_close()
-    yield url
+    return url
 
 
 def _detect(cloud: str, nowhere: str, configured: CloudIdentity | None = None) -> CloudIdentity:
