@@ -134,8 +134,14 @@ def test_fully_configured_asks_nobody() -> None:
 def test_disabled_asks_nobody() -> None:
     fake = FakeMetadata("aws")
     try:
-        bases = {"aws_base": fake.url, "gcp_base": fake.url, "azure_base": fake.url}
-        assert detect(CloudIdentity(), enabled=False, **bases) == CloudIdentity()
+        found = detect(
+            CloudIdentity(),
+            enabled=False,
+            aws_base=fake.url,
+            gcp_base=fake.url,
+            azure_base=fake.url,
+        )
+        assert found == CloudIdentity()
         assert fake.seen == []
     finally:
         fake.close()
