@@ -93,10 +93,14 @@ def nowhere() -> str:
 def _detect(cloud: str, nowhere: str, configured: CloudIdentity | None = None) -> CloudIdentity:
     fake = FakeMetadata(cloud)
     try:
-        bases = {
-            f"{c}_base": (fake.url if c == cloud else nowhere) for c in ("aws", "gcp", "azure")
-        }
-        return detect(configured or CloudIdentity(), timeout=2, **bases)
+        base = {c: (fake.url if c == cloud else nowhere) for c in ("aws", "gcp", "azure")}
+        return detect(
+            configured or CloudIdentity(),
+            timeout=2,
+            aws_base=base["aws"],
+            gcp_base=base["gcp"],
+            azure_base=base["azure"],
+        )
     finally:
         fake.close()
 
