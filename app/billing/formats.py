@@ -55,8 +55,17 @@ def _aws(names: dict[str, str], fmt: Format) -> FormatSpec:
         "x_family": names["product_family"],
         "x_usage_type": names["usage_type"],
     }
-    extra = {k: names[k] for k in ("sp_effective", "ri_effective", "ri_unused_upfront",
-                                   "ri_unused_recurring", "sp_commitment", "sp_used")}
+    extra = {
+        k: names[k]
+        for k in (
+            "sp_effective",
+            "ri_effective",
+            "ri_unused_upfront",
+            "ri_unused_recurring",
+            "sp_commitment",
+            "sp_used",
+        )
+    }
     required = (
         "billing_period_start", "charge_period_start", "charge_period_end", "charge_category",
         "billed_cost", "billing_currency",
@@ -186,8 +195,10 @@ def detect_format(header: Sequence[str]) -> Format | None:
         return Format.CUR_LEGACY
     if "line_item_unblended_cost" in names or "line_item_line_item_type" in names:
         return Format.CUR2
-    if "usage_start_time" in lower and "cost" in lower and (
-        "sku.description" in lower or "sku.id" in lower or "service.description" in lower
+    if (
+        "usage_start_time" in lower
+        and "cost" in lower
+        and ("sku.description" in lower or "sku.id" in lower or "service.description" in lower)
     ):
         return Format.GCP
     if "metercategory" in lower and "date" in lower:

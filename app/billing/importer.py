@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from app.billing import normalize as n
 from app.billing.formats import SPECS, Format, FormatSpec, detect_format, focus_version
 
 CHUNK_BYTES = 16 << 20
@@ -113,12 +112,9 @@ class _Errors:
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    raw = path.open("rb")
-    if raw.read(2) == b"\x1f\x8b":
-        raw.seek(0)
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    raw.seek(0)
-    return raw
+    with path.open("rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    return cast(IO[bytes], gzip.open(path, "rb") if gzipped else path.open("rb"))
 
 
 def _kind(path: Path) -> str:
@@ -198,7 +194,8 @@ class BillingReader:
                                        else "actual")  # fmt: skip
         else:
             self.dataset = dataset or ""
-        self.tag_columns = [h for h in self.header if h.startswith("resourceTags/")]
+        self.tag_columns = [h for h in self.header
+                            if h.startswith("resourceTags/") or h == "resource_tags"]  # fmt: skip
         self.warnings: list[str] = []
         missing = [self.spec.columns.get(f, f) for f in self.spec.required
                    if f not in self.columns]  # fmt: skip
@@ -209,7 +206,9 @@ class BillingReader:
                 len(missing),
             )
         if detected == Format.FOCUS and "BillingCurrency" not in self.columns:
-            self.warnings.append(f"no BillingCurrency column: amounts taken as {self.default_currency}")
+            self.warnings.append(
+                f"no BillingCurrency column: amounts taken as {self.default_currency}"
+            )
         self.errors = _Errors()
 
     # -- reading -------------------------------------------------------------------------
@@ -264,6 +263,13 @@ class BillingReader:
 
     def chunks(self) -> Iterator[Chunk]:
         """Normalized chunks; rows of a chunk with errors are dropped (see ``self.errors``)."""
+        try:
+            yield from self._chunks()
+        except (pa.ArrowInvalid, ValueError, OSError) as e:  # malformed CSV, JSON, Parquet
+            self.errors.add(None, None, f"unreadable file: {e}")
+            raise BillingFileError(self.file_name, self.errors.items, self.errors.count) from e
+
+    def _chunks(self) -> Iterator[Chunk]:
         offset = 0
         for batch, position in self._raw_batches():
             before = self.errors.count
@@ -322,8 +328,10 @@ class _Batch:
             values = []
             for i, text in enumerate(arr.to_pylist()):
                 try:
-                    values.append(None if text is None else Decimal(text).quantize(Decimal(10) ** -18))
-                    if values[-1] is not None and not values[-1].is_finite():  # type: ignore[union-attr]
+                    values.append(
+                        None if text is None else Decimal(text).quantize(Decimal(10) ** -18)
+                    )
+                    if values[-1] is not None and not values[-1].is_finite():
                         raise InvalidOperation
                 except (InvalidOperation, ValueError):
                     values.append(None)
@@ -345,7 +353,9 @@ class _Batch:
         if pc.any(bad).as_py():
             for i in pc.indices_nonzero(bad).to_pylist():
                 text = arr[i].as_py()
-                self.error(i, fieldname, "empty date" if text is None else f"unparseable date: {text!r}")
+                self.error(
+                    i, fieldname, "empty date" if text is None else f"unparseable date: {text!r}"
+                )
         encoded = pc.dictionary_encode(parsed)
         values = [None if v is None else v.replace(tzinfo=UTC) if v.tzinfo is None
                   else v.astimezone(UTC) for v in encoded.dictionary.to_pylist()]  # fmt: skip
@@ -371,10 +381,10 @@ def _parse_times(arr: pa.Array) -> pa.Array:
     return result
 
 
-def _normalize(reader: BillingReader, batch: pa.RecordBatch | pa.Table, offset: int) -> list[LineItem]:
+def _normalize(
+    reader: BillingReader, batch: pa.RecordBatch | pa.Table, offset: int
+) -> list[LineItem]:
     from app.billing.shapes import SHAPERS  # per-format rules, kept apart to stay short
 
     b = _Batch(reader, batch, offset)
     return SHAPERS[reader.format](b)
-
-

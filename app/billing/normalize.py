@@ -30,7 +30,9 @@ FOCUS_CATEGORIES = {"Usage", "Purchase", "Tax", "Credit", "Adjustment"}
 
 _EC2_ARN = re.compile(r"^arn:aws:ec2:[^:]*:[^:]*:instance/(i-[0-9a-f]+)$")
 _GCE_INSTANCE = re.compile(r"/instances/([^/]+)$")
-_GPU_WORDS = re.compile(r"\b(?:nvidia\s+)?(?:tesla\s+)?([A-Z]?\d{2,3}[A-Z]*|L4|T4|H100|H200|B200)\b")
+_GPU_WORDS = re.compile(
+    r"\b(?:nvidia\s+)?(?:tesla\s+)?([A-Z]?\d{2,3}[A-Z]*|L4|T4|H100|H200|B200)\b"
+)
 
 
 def aws_category(value: str | None) -> str:
@@ -109,7 +111,9 @@ def focus_component(service_category: str | None, resource_type: str | None) -> 
     category = (service_category or "").lower()
     if category == "compute":
         kind = (resource_type or "").lower()
-        return "instance" if not kind or "virtual machine" in kind or "instance" in kind else "other"
+        return (
+            "instance" if not kind or "virtual machine" in kind or "instance" in kind else "other"
+        )
     if category == "storage":
         return "storage"
     if category == "networking":

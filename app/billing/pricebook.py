@@ -64,7 +64,9 @@ class PriceBook:
         for e in entries:
             self.any_region.setdefault((e.provider, e.instance_type.lower()), e)
 
-    def find(self, provider: str | None, instance_type: str | None, region: str | None) -> PriceEntry | None:
+    def find(
+        self, provider: str | None, instance_type: str | None, region: str | None
+    ) -> PriceEntry | None:
         if not instance_type:
             return None
         p, t = (provider or "").lower(), instance_type.lower()

@@ -67,7 +67,9 @@ def insert_line_items(
     if rows:
         marks = ", ".join("?" * len(COLUMNS))
         conn.exec_driver_sql(
-            f"INSERT INTO billing_line_items ({', '.join(COLUMNS)}) VALUES ({marks})", rows
+            # Column names are the constants above; values are bound parameters.
+            f"INSERT INTO billing_line_items ({', '.join(COLUMNS)}) VALUES ({marks})",  # noqa: S608
+            rows,
         )
     return len(rows)
 
@@ -99,9 +101,7 @@ def replace_scopes(
 def node_keys(session: Session) -> dict[str, int]:
     """Lower-cased cloud instance ids (and names) of known nodes → node id."""
     keys: dict[str, int] = {}
-    for node_id, instance_id, name in session.execute(
-        select(Node.id, Node.instance_id, Node.name)
-    ):
+    for node_id, instance_id, name in session.execute(select(Node.id, Node.instance_id, Node.name)):
         keys.setdefault(name.lower(), node_id)
         if instance_id:
             keys[instance_id.lower()] = node_id
@@ -134,8 +134,4 @@ def distinct_keys(session: Session) -> set[str]:
 
 
 def scope_counts(session: Session, import_id: int) -> int:
-    return session.scalar(
-        select(func.count()).where(BillingLineItem.import_id == import_id)
-    ) or 0
-
-
+    return session.scalar(select(func.count()).where(BillingLineItem.import_id == import_id)) or 0

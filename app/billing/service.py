@@ -170,6 +170,7 @@ def import_file(
         return summary
     reader = BillingReader(path, file_name=name, format=format, dataset=dataset,
                            currency=currency)  # fmt: skip
+    savepoint = session.begin_nested()  # a rejected file leaves the database as it was
     if record is None:
         record = BillingImport(file_name=name, file_sha256=sha, file_bytes=path.stat().st_size,
                                options={}, totals={}, errors=[], created_at=_now())  # fmt: skip
@@ -178,7 +179,6 @@ def import_file(
     record.source_system, record.dataset, record.status = (
         reader.spec.source_system, reader.dataset, "running")  # fmt: skip
     session.flush()
-    savepoint = session.begin_nested()
     totals = _Totals(currency, rates or {})
     total_bytes = path.stat().st_size
     prefix = (record.id, reader.spec.source_system, reader.dataset)

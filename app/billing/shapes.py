@@ -36,7 +36,8 @@ def _rows(b: _Batch, c: dict[str, Sequence[Any]]) -> list[LineItem]:
 
     size = b.n
     none: list[Any] = [None] * size
-    gpu = c.get("gpu") or b.mapped("x_instance_type", n.instance_gpu)
+    instance = c.get("x_instance_type")
+    gpu = _cached(n.instance_gpu, instance) if instance else [(None, None)] * size
     currency = c.get("billing_currency") or [b.reader.default_currency] * size
     return list(
         map(
@@ -74,7 +75,7 @@ def _rows(b: _Batch, c: dict[str, Sequence[Any]]) -> list[LineItem]:
     )
 
 
-def _common(b: _Batch, names: Sequence[str]) -> dict[str, list[Any]]:
+def _common(b: _Batch, names: Sequence[str]) -> dict[str, Sequence[Any]]:
     return {name: b.mapped(name, _same) for name in names}
 
 
@@ -116,7 +117,7 @@ def _aws_tags(b: _Batch) -> list[str | None] | None:
         arr = b.batch.column("resource_tags") if "resource_tags" in b.batch.schema.names else None
         if arr is not None:
             return [n.tags_json(v) for v in arr.to_pylist()]
-    columns = b.reader.tag_columns
+    columns = [c for c in b.reader.tag_columns if c != "resource_tags"]
     if not columns:
         return None
     values = [b.batch.column(c).to_pylist() for c in columns]
@@ -257,8 +258,10 @@ def shape_gcp(b: _Batch) -> list[LineItem]:
         provider_name=["Google Cloud"] * b.n,
         resource_id=resource,
         tags=b.mapped("tags", n.tags_json),
-        x_resource_key=[n.resource_key(r) or (m.lower() if m else None)
-                        for r, m in zip(resource, names, strict=True)],  # fmt: skip
+        x_resource_key=[
+            n.resource_key(r) or (m.lower() if m else None)
+            for r, m in zip(resource, names, strict=True)
+        ],
         x_instance_type=instance,
         x_gpu_model=[s or g[0] for s, g in zip(sku_gpu, gpu, strict=True)],
         x_gpu_count=[g[1] for g in gpu],
@@ -288,8 +291,10 @@ def shape_azure(b: _Batch) -> list[LineItem]:
         "product_alt", _same)  # fmt: skip
     c.update(
         billing_account_id=[v or "" for v in c["billing_account_id"]],
-        billing_period_start=[p or (d.replace(day=1) if d else None) for p, d in zip(
-            b.times("billing_period_start", required=False), days, strict=True)],  # fmt: skip
+        billing_period_start=[
+            p or (d.replace(day=1) if d else None)
+            for p, d in zip(b.times("billing_period_start", required=False), days, strict=True)
+        ],
         billing_period_end=[day_after(v) for v in period_end],  # Azure's end date is inclusive
         charge_period_start=days,
         charge_period_end=[day_after(d) for d in days],
