@@ -20,6 +20,7 @@ from app.ingest.router import router as ingest_router
 from app.kit.validation import PayloadInvalid, field_errors, summarize
 from app.nodes.router import router as nodes_router
 from app.scheduler import PERIODIC_JOBS, EmbeddedScheduler
+from app.usage.router import router as usage_router
 from app.web.router import router as web_router
 
 log = logging.getLogger(__name__)
@@ -72,5 +73,6 @@ def create_app(*, embedded_jobs: bool | None = None) -> FastAPI:
     app.include_router(ingest_router)
     app.include_router(billing_router)
     app.include_router(nodes_router)
+    app.include_router(usage_router)
     app.include_router(web_router)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -22,6 +23,26 @@ class GpuRead(BaseModel):
 
 class GpuPage(BaseModel):
     items: list[GpuRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class NodeRead(BaseModel):
+    name: str
+    cluster: str | None
+    hostname: str | None
+    provider: str | None
+    instance_type: str | None
+    region: str | None
+    labels: dict[str, Any]
+    agent_version: str | None
+    gpus: int
+    last_seen: datetime | None
+
+
+class NodePage(BaseModel):
+    items: list[NodeRead]
     total: int
     limit: int
     offset: int

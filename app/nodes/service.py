@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from app.models import Gpu, GpuSample, Node
-from app.nodes.schemas import GpuRead
+from app.models import Cluster, Gpu, GpuMinuteRollup, GpuSample, Node
+from app.nodes.schemas import GpuRead, NodeRead
 
 
 def list_gpus(
-    session: Session, *, node: str | None = None, limit: int = 100, offset: int = 0
+    session: Session,
+    *,
+    node: str | None = None,
+    cluster: str | None = None,
+    model: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
 ) -> tuple[list[GpuRead], int]:
     """GPUs ordered by node and index, each with its most recent sample's figures."""
     latest = and_(GpuSample.gpu_id == Gpu.id, GpuSample.ts == Gpu.last_seen)
@@ -29,9 +36,16 @@ def list_gpus(
         .outerjoin(GpuSample, latest)
     )
     count = select(func.count()).select_from(Gpu).join(Node, Node.id == Gpu.node_id)
+    filters = []
     if node is not None:
-        stmt = stmt.where(Node.name == node)
-        count = count.where(Node.name == node)
+        filters.append(Node.name == node)
+    if cluster is not None:
+        filters.append(Node.cluster_id.in_(select(Cluster.id).where(Cluster.name == cluster)))
+    if model is not None:
+        filters.append(Gpu.model == model)
+    if status is not None:
+        filters.append(Gpu.status == status)
+    stmt, count = stmt.where(*filters), count.where(*filters)
     rows = session.execute(stmt.order_by(Node.name, Gpu.index).limit(limit).offset(offset)).all()
     items = [
         GpuRead(
@@ -51,6 +65,36 @@ def list_gpus(
     return items, session.scalar(count) or 0
 
 
+def list_nodes(
+    session: Session, *, cluster: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[NodeRead], int]:
+    """Nodes ordered by name with their cluster and GPU count."""
+    gpu_count = (
+        select(func.count()).select_from(Gpu).where(Gpu.node_id == Node.id).scalar_subquery()
+    )
+    stmt = select(Node, Cluster.name, gpu_count).outerjoin(Cluster, Cluster.id == Node.cluster_id)
+    count = select(func.count()).select_from(Node).outerjoin(Cluster, Cluster.id == Node.cluster_id)
+    if cluster is not None:
+        stmt, count = stmt.where(Cluster.name == cluster), count.where(Cluster.name == cluster)
+    rows = session.execute(stmt.order_by(Node.name).limit(limit).offset(offset)).all()
+    items = [
+        NodeRead(
+            name=n.name,
+            cluster=cluster_name,
+            hostname=n.hostname,
+            provider=n.provider,
+            instance_type=n.instance_type,
+            region=n.region,
+            labels=n.labels or {},
+            agent_version=n.agent_version,
+            gpus=gpus,
+            last_seen=n.last_seen,
+        )
+        for n, cluster_name, gpus in rows
+    ]
+    return items, session.scalar(count) or 0
+
+
 @dataclass(frozen=True)
 class UtilizationPoint:
     gpu: str
@@ -58,8 +102,27 @@ class UtilizationPoint:
     utilization: float | None
 
 
-def utilization_since(session: Session, *, since: datetime) -> list[UtilizationPoint]:
-    """Every GPU's utilization samples since ``since``, labelled ``node/gpuN``."""
+# Past this window the chart reads minute rollups: 10 s samples of a fleet are too many points.
+RAW_CHART_MAX = timedelta(hours=2)
+
+
+def utilization_since(
+    session: Session, *, since: datetime, now: datetime | None = None
+) -> list[UtilizationPoint]:
+    """Every GPU's utilization since ``since``, labelled ``node/gpuN`` (minute means when long)."""
+    if (now or datetime.now(UTC)) - since > RAW_CHART_MAX:
+        m = GpuMinuteRollup
+        rollup = (
+            select(Node.name, Gpu.index, m.bucket, m.utilization_mean)
+            .join(Gpu, Gpu.id == m.gpu_id)
+            .join(Node, Node.id == Gpu.node_id)
+            .where(m.bucket >= since)
+            .order_by(Node.name, Gpu.index, m.bucket)
+        )
+        return [
+            UtilizationPoint(f"{node}/gpu{index}", ts, util)
+            for node, index, ts, util in session.execute(rollup)
+        ]
     stmt = (
         select(Node.name, Gpu.index, GpuSample.ts, GpuSample.utilization_gpu)
         .join(Gpu, Gpu.id == GpuSample.gpu_id)

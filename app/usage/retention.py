@@ -42,9 +42,9 @@ def apply_retention(session: Session, *, now: datetime | None = None) -> Retenti
         # Whole days only: a partition goes once its last second is past the cutoff.
         dropped = partitions.drop_before(session, raw_cutoff.date())
     else:
-        for model in (GpuSample, GpuProcessSample, HostSample):
-            deleted[model.__tablename__] = delete_older(
-                session, model, "ts", raw_cutoff, batch=DELETE_BATCH_ROWS
+        for raw in (GpuSample, GpuProcessSample, HostSample):
+            deleted[raw.__tablename__] = delete_older(
+                session, raw, "ts", raw_cutoff, batch=DELETE_BATCH_ROWS
             )
     minute_cutoff = now - timedelta(days=settings.minute_rollup_retention_days)
     for model in (GpuMinuteRollup, HostMinuteRollup):
@@ -53,9 +53,9 @@ def apply_retention(session: Session, *, now: datetime | None = None) -> Retenti
         )
     if settings.hour_rollup_retention_days is not None:
         hour_cutoff = now - timedelta(days=settings.hour_rollup_retention_days)
-        for model in (GpuHourRollup, HostHourRollup):
-            deleted[model.__tablename__] = delete_older(
-                session, model, "bucket", hour_cutoff, batch=DELETE_BATCH_ROWS
+        for hourly in (GpuHourRollup, HostHourRollup):
+            deleted[hourly.__tablename__] = delete_older(
+                session, hourly, "bucket", hour_cutoff, batch=DELETE_BATCH_ROWS
             )
     today = floor_day(now).date()
     created = partitions.ensure_days(

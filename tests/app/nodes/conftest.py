@@ -1,0 +1,3 @@
+from tests.app.usage.conftest import ingest
+
+__all__ = ["ingest"]
