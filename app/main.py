@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app import __version__
-from app.config import settings
-from app.db import get_engine
 from app.billing.router import router as billing_router
+from app.config import settings
+from app.costs.router import router as costs_router
+from app.db import get_engine
 from app.errors import AppError
 from app.ingest.router import router as ingest_router
 from app.kit.validation import PayloadInvalid, field_errors, summarize
@@ -72,6 +73,7 @@ def create_app(*, embedded_jobs: bool | None = None) -> FastAPI:
 
     app.include_router(ingest_router)
     app.include_router(billing_router)
+    app.include_router(costs_router)
     app.include_router(nodes_router)
     app.include_router(usage_router)
     app.include_router(web_router)

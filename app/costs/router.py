@@ -1,0 +1,33 @@
+"""Costs API: GPU spend over a window, grouped, with idle and unused shares."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from app.costs import service
+from app.deps import SessionDep, ViewerAuth
+
+router = APIRouter(prefix="/api/v1", tags=["costs"])
+
+
+@router.get("/costs")
+def get_costs(
+    session: SessionDep,
+    _key: ViewerAuth,
+    start: Annotated[datetime, Query(alias="from")],
+    end: Annotated[datetime, Query(alias="to")],
+    group_by: Literal["team", "project", "cluster", "instance_type", "node"] = "team",
+) -> dict[str, object]:
+    """GPU cost in [from, to) by group; the groups add up to ``total``."""
+    report = service.cost_report(session, start=start, end=end, group_by=group_by)
+    return {
+        "group_by": report.group_by,
+        "from": report.start,
+        "to": report.end,
+        "total": str(report.total),
+        "billed_total": str(report.billed_total),
+        "groups": {k: {n: str(v) for n, v in g.items()} for k, g in report.groups.items()},
+    }
