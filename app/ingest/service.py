@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.errors import Forbidden
 from app.ingest.schemas import GpuInfo, IngestBatch, IngestResult, NodeIdentity
 from app.kit.timebuckets import floor_day
-from app.kit.upsert import insert_ignore
+from app.kit.upsert import bulk_insert_ignore
 from app.models import Cluster, Gpu, GpuProcessSample, GpuSample, HostSample, Node, NodeToken
 from app.usage import partitions
 from app.usage import repository as usage_repository
@@ -136,9 +136,9 @@ def ingest_batch(session: Session, *, token: NodeToken, batch: IngestBatch) -> I
     ]
 
     partitions.ensure_days(session, {floor_day(r["ts"]).date() for r in (*sample_rows, *host_rows)})
-    inserted = insert_ignore(session, GpuSample, sample_rows, ["gpu_id", "ts"])
-    insert_ignore(session, GpuProcessSample, process_rows, ["gpu_id", "ts", "pid"])
-    host_inserted = insert_ignore(session, HostSample, host_rows, ["node_id", "ts"])
+    inserted = bulk_insert_ignore(session, GpuSample, sample_rows, ["gpu_id", "ts"])
+    bulk_insert_ignore(session, GpuProcessSample, process_rows, ["gpu_id", "ts", "pid"])
+    host_inserted = bulk_insert_ignore(session, HostSample, host_rows, ["node_id", "ts"])
     _mark_dirty(
         session,
         sample_rows,

@@ -150,3 +150,33 @@ class TestIngest:
         assert _post(client, token, batch).status_code == 200
         ts = session.scalars(select(GpuSample.ts)).one()
         assert ts.isoformat() == "2026-11-01T12:00:00+00:00"
+
+
+class TestLargeBatches:
+    """Batches past ``COPY_MIN_ROWS`` take the COPY path on PostgreSQL; results are the same."""
+
+    def test_large_batch_and_its_retry(self, client: TestClient, session: Session) -> None:
+        token = create_node_token(session)
+        batch = make_batch(gpus=8, samples_per_gpu=60)
+        first = _post(
+            client, token, gzip.compress(json.dumps(batch).encode()), **{"Content-Encoding": "gzip"}
+        )
+        assert first.status_code == 200, first.text
+        assert first.json()["inserted"] == 480
+        assert first.json()["host_inserted"] == 60
+        again = _post(client, token, batch).json()
+        assert (again["inserted"], again["duplicates"]) == (0, 480)
+        assert _count(session, GpuSample) == 480
+        assert _count(session, GpuProcessSample) == 480
+
+    def test_overlapping_batch_counts_only_new_rows(
+        self, client: TestClient, session: Session
+    ) -> None:
+        token = create_node_token(session)
+        assert (
+            _post(client, token, make_batch(gpus=8, samples_per_gpu=30)).json()["inserted"] == 240
+        )
+        bigger = make_batch(gpus=8, samples_per_gpu=60)
+        bigger["batch_id"] = "bigger"
+        r = _post(client, token, bigger).json()
+        assert (r["inserted"], r["duplicates"]) == (240, 240)
