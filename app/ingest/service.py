@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.errors import Forbidden
 from app.ingest.schemas import GpuInfo, IngestBatch, IngestResult, NodeIdentity
 from app.kit.timebuckets import floor_day
-from app.kit.upsert import bulk_insert_ignore
+from app.kit.upsert import bulk_insert_ignore, insert_ignore
 from app.models import Cluster, Gpu, GpuProcessSample, GpuSample, HostSample, Node, NodeToken
 from app.usage import partitions
 from app.usage import repository as usage_repository
@@ -27,9 +27,9 @@ _HOST_FIELDS = [c.name for c in HostSample.__table__.columns if c.name not in {"
 def _ensure_cluster(session: Session, name: str) -> Cluster:
     cluster = session.scalars(select(Cluster).where(Cluster.name == name)).one_or_none()
     if cluster is None:
-        cluster = Cluster(name=name, created_at=datetime.now(UTC))
-        session.add(cluster)
-        session.flush()
+        # Many nodes of a new cluster report at once: insert-or-ignore, then read the winner.
+        insert_ignore(session, Cluster, [{"name": name, "created_at": datetime.now(UTC)}], ["name"])
+        cluster = session.scalars(select(Cluster).where(Cluster.name == name)).one()
     return cluster
 
 

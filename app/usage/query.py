@@ -158,9 +158,9 @@ def gpus_by_state(session: Session, *, now: datetime | None = None) -> dict[str,
         (last_util < settings.idle_utilization_percent, "idle"),
         else_="busy",
     )
-    counts: dict[str, Any] = {
-        name: n for name, n in session.execute(select(state, func.count()).group_by(state))
-    }
+    counts: dict[str, Any] = dict(
+        session.execute(select(state, func.count()).group_by(state)).all()  # type: ignore[arg-type]
+    )
     return {s: int(counts.get(s, 0)) for s in ("busy", "idle", "stale", "lost", "unknown")}
 
 

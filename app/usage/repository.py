@@ -39,13 +39,13 @@ def mark_dirty(session: Session, kind: str, keys: Iterable[tuple[int, datetime]]
     table = cast(Table, RollupDirty.__table__)
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     rows.sort(key=lambda r: (r["entity_id"], r["bucket"]))  # a stable lock order
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.kind, table.c.entity_id, table.c.bucket],
+        set_={"version": table.c.version + 1},
+    )
     for start in range(0, len(rows), 2000):
-        stmt = insert(table).values(rows[start : start + 2000])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.kind, table.c.entity_id, table.c.bucket],
-            set_={"version": table.c.version + 1},
-        )
-        session.execute(stmt)
+        session.execute(stmt, rows[start : start + 2000])
     return len(rows)
 
 
