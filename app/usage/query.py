@@ -159,7 +159,7 @@ def gpus_by_state(session: Session, *, now: datetime | None = None) -> dict[str,
         else_="busy",
     )
     counts: dict[str, Any] = dict(
-        session.execute(select(state, func.count()).group_by(state)).all()  # type: ignore[arg-type]
+        session.execute(select(state, func.count()).group_by(state)).all()
     )
     return {s: int(counts.get(s, 0)) for s in ("busy", "idle", "stale", "lost", "unknown")}
 
