@@ -1,0 +1,267 @@
+"""Ingest throughput: raw COPY vs. the HTTP ingest API, PostgreSQL and embedded SQLite.
+
+    python -m bench.ingest [--quick] [--workers 2] [--samples-per-batch 6]
+
+(a) COPY of N generated GPU-sample rows straight into ``gpu_samples`` (the ceiling);
+(b) the same rows as agent batches (gzip JSON, 8 GPUs per node, one batch per node per
+``--samples-per-batch`` intervals) POSTed by ``--agents`` concurrent simulated agents to
+uvicorn with ``--workers`` processes, as production runs it. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from app import migrate
+from app.auth import service as auth_service
+from app.db import make_engine
+
+PG = os.environ.get("GPULEDGER_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+GPUS_PER_NODE = 8
+START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=6)
+
+
+def _pg_db(name: str) -> str:
+    admin = make_engine(str(make_url(PG).set(drivername="postgresql+psycopg")))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(PG).set(drivername="postgresql+psycopg", database=name).render_as_string(False)
+
+
+def _drop_pg_db(url: str) -> None:
+    admin = make_engine(str(make_url(url).set(database="postgres")))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def batches(nodes: int, intervals: int, per_batch: int) -> list[tuple[str, dict[str, Any]]]:
+    """Agent batches in send order: per node, ``intervals`` samples per GPU at 10 s."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for first in range(0, intervals, per_batch):
+        for n in range(nodes):
+            name = f"bench-{n:05d}"
+            gpus = [{"uuid": f"GPU-{name}-{i}", "index": i, "model": "NVIDIA H100 80GB HBM3"}
+                    for i in range(GPUS_PER_NODE)]  # fmt: skip
+            samples: list[dict[str, Any]] = []
+            host: list[dict[str, Any]] = []
+            for k in range(first, min(first + per_batch, intervals)):
+                ts = (START + timedelta(seconds=10 * k)).isoformat()
+                host.append({"ts": ts, "iowait_ratio": 0.02, "disk_read_bytes_per_s": 1e6})
+                samples.extend(
+                    {
+                        "gpu_uuid": g["uuid"], "ts": ts, "utilization_gpu": (k * 7 + n) % 100,
+                        "memory_used_bytes": 20 * 1024**3, "power_watts": 350.0,
+                        "energy_mj": 1_000_000 + k * 3_500_000, "temperature_c": 60.0,
+                        "processes": [{"pid": 4242, "used_memory_bytes": 20 * 1024**3,
+                                       "owner": {"user": "alice", "namespace": "ml"}}],
+                    }
+                    for g in gpus
+                )  # fmt: skip
+            out.append((name, {"schema_version": 1, "batch_id": f"{name}-{first}",
+                               "node": {"name": name, "cluster": "bench"}, "gpus": gpus,
+                               "samples": samples, "host_samples": host}))  # fmt: skip
+    return out
+
+
+def raw_copy(url: str, nodes: int, intervals: int) -> float:
+    """Rows/s of COPY of the same rows into ``gpu_samples`` (one transaction)."""
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO clusters (id, name, created_at) VALUES (1, 'c', now())"))
+        for n in range(nodes):
+            conn.execute(
+                text(
+                    "INSERT INTO nodes (id, name, labels, created_at) VALUES (:i, :n, '{}', now())"
+                ),
+                {"i": n + 1, "n": f"copy-{n}"},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO gpus (id, uuid, node_id, index, status, created_at) "
+                "SELECT g, 'GPU-copy-' || g, (g - 1) / 8 + 1, (g - 1) % 8, 'ok', now() "
+                "FROM generate_series(1, :n) g"
+            ),
+            {"n": nodes * GPUS_PER_NODE},
+        )
+        days = {(START + timedelta(seconds=10 * k)).date() for k in range(intervals)}
+        from app.usage import partitions
+
+        with Session(bind=conn) as s:
+            partitions.ensure_days(s, days)
+    cols = ["gpu_id", "ts", "utilization_gpu", "memory_used_bytes", "power_watts", "energy_mj",
+            "temperature_c", "process_count", "status"]  # fmt: skip
+    rows = [
+        (g, START + timedelta(seconds=10 * k), float((k * 7 + g) % 100), 20 * 1024**3, 350.0,
+         1_000_000 + k * 3_500_000, 60.0, 1, "ok")
+        for k in range(intervals) for g in range(1, nodes * GPUS_PER_NODE + 1)
+    ]  # fmt: skip
+    raw: Any = engine.raw_connection()
+    try:
+        t0 = time.perf_counter()
+        with (
+            raw.cursor() as cur,
+            cur.copy(f"COPY gpu_samples ({', '.join(cols)}) FROM STDIN") as cp,
+        ):
+            for row in rows:
+                cp.write_row(row)
+        raw.commit()
+        elapsed = time.perf_counter() - t0
+    finally:
+        raw.close()
+        engine.dispose()
+    return len(rows) / elapsed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tokens(url: str, names: list[str]) -> dict[str, str]:
+    engine = make_engine(url)
+    with Session(engine) as s, s.begin():
+        out = {n: auth_service.create_node_token(s, node_name=n).secret for n in names}
+    engine.dispose()
+    return out
+
+
+async def _load(
+    port: int, work: list[tuple[str, bytes]], tokens: dict[str, str], agents: int
+) -> list[float]:
+    """Each simulated agent owns some nodes and sends their batches one at a time."""
+    by_agent: dict[int, list[tuple[str, bytes]]] = {}
+    for name, body in work:
+        by_agent.setdefault(hash(name) % agents, []).append((name, body))
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=agents, max_keepalive_connections=agents)
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=120
+    ) as c:
+
+        async def agent(items: list[tuple[str, bytes]]) -> None:
+            for name, body in items:
+                headers = {"Authorization": f"Bearer {tokens[name]}", "Content-Encoding": "gzip",
+                           "Content-Type": "application/json"}  # fmt: skip
+                t0 = time.perf_counter()
+                r = await c.post("/api/v1/ingest", content=body, headers=headers)
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    raise RuntimeError(f"ingest answered {r.status_code}: {r.text[:300]}")
+
+        await asyncio.gather(*(agent(items) for items in by_agent.values()))
+    return latencies
+
+
+def http_ingest(
+    url: str, nodes: int, intervals: int, per_batch: int, workers: int, agents: int
+) -> dict[str, float]:
+    """Rows/s and latency of the HTTP path against uvicorn with ``workers`` processes."""
+    work = batches(nodes, intervals, per_batch)
+    tokens = _tokens(url, sorted({n for n, _ in work}))
+    bodies = [(n, gzip.compress(json.dumps(b).encode(), compresslevel=5)) for n, b in work]
+    rows = sum(len(b["samples"]) for _, b in work)
+    port = _free_port()
+    env = {**os.environ, "GPULEDGER_DATABASE_URL": url, "GPULEDGER_REDIS_URL": "redis://127.0.0.1:1/0",
+           "GPULEDGER_DATA_DIR": tempfile.mkdtemp(prefix="gpuledger-bench-")}  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+        env=env, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        t0 = time.perf_counter()
+        latencies = asyncio.run(_load(port, bodies, tokens, agents))
+        elapsed = time.perf_counter() - t0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    latencies.sort()
+    return {
+        "rows_per_s": rows / elapsed,
+        "requests_per_s": len(bodies) / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] * 1000,
+        "rows": rows,
+        "rows_per_request": rows / len(bodies),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a small run (well under a minute)")
+    p.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    p.add_argument("--agents", type=int, default=32, help="concurrent simulated agents")
+    p.add_argument("--samples-per-batch", type=int, default=6, help="intervals per batch")
+    args = p.parse_args()
+    nodes, intervals = (50, 60) if args.quick else (200, 180)
+    tag = os.getpid()
+    copy_url = _pg_db(f"gpuledger_bench_copy_{tag}")
+    http_url = _pg_db(f"gpuledger_bench_http_{tag}")
+    sqlite_dir = tempfile.mkdtemp(prefix="gpuledger-bench-sqlite-")
+    sqlite_url = f"sqlite:///{sqlite_dir}/bench.db"
+    try:
+        for url in (copy_url, http_url, sqlite_url):
+            migrate.upgrade(url)
+        copy_rate = raw_copy(copy_url, nodes, intervals)
+        print(
+            f"(a) COPY into gpu_samples: {copy_rate:,.0f} rows/s ({nodes * 8 * intervals:,} rows)"
+        )
+        http = http_ingest(
+            http_url, nodes, intervals, args.samples_per_batch, args.workers, args.agents
+        )
+        print(
+            f"(b) HTTP ingest, {args.workers} uvicorn workers, {args.agents} agents, "
+            f"{http['rows_per_request']:.0f} samples/request: {http['rows_per_s']:,.0f} rows/s, "
+            f"{http['requests_per_s']:,.0f} req/s, p50 {http['p50_ms']:.1f} ms, p99 {http['p99_ms']:.1f} ms"
+        )
+        ratio = http["rows_per_s"] / copy_rate
+        print(f"ratio (b)/(a): {ratio:.3f}")
+        small = max(10, nodes // 4)
+        lite = http_ingest(sqlite_url, small, intervals, args.samples_per_batch, 1, 8)
+        print(
+            f"SQLite (embedded, 1 worker): {lite['rows_per_s']:,.0f} rows/s, "
+            f"p50 {lite['p50_ms']:.1f} ms, p99 {lite['p99_ms']:.1f} ms"
+        )
+    finally:
+        _drop_pg_db(copy_url)
+        _drop_pg_db(http_url)
+    print(json.dumps({
+        "bench": "ingest", "ratio": round(ratio, 3), "copy_rows_per_s": round(copy_rate),
+        "http_rows_per_s": round(http["rows_per_s"]), "http_requests_per_s": round(http["requests_per_s"], 1),
+        "p50_ms": round(http["p50_ms"], 1), "p99_ms": round(http["p99_ms"], 1),
+        "samples_per_request": http["rows_per_request"], "workers": args.workers, "agents": args.agents,
+        "sqlite_rows_per_s": round(lite["rows_per_s"]), "rows": http["rows"],
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
