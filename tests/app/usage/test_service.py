@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -15,7 +15,7 @@ from app.models import (
     HostMinuteRollup,
     RollupDirty,
 )
-from app.usage import service
+from app.usage import repository, service
 from tests.app.usage.conftest import Ingest
 from tests.factories.nodes import make_batch
 
@@ -111,7 +111,7 @@ def test_rollup_is_idempotent(session: Session, ingest: Ingest) -> None:
     ]
     service.rollup_pending(session)
     session.execute(
-        RollupDirty.__table__.insert(),
+        insert(RollupDirty),
         [
             {"kind": "gpu", "entity_id": gpu_id, "bucket": b, "version": 1}
             for gpu_id, b, *_ in before
@@ -128,10 +128,10 @@ def test_rollup_is_idempotent(session: Session, ingest: Ingest) -> None:
 
 def test_remark_during_rollup_is_not_lost(session: Session, ingest: Ingest) -> None:
     ingest(make_batch(gpus=1, samples_per_gpu=1, start=T0))
-    keys = service.repository.claim_dirty(session, limit=100)
+    keys = repository.claim_dirty(session, limit=100)
     # Ingest re-marks the same minute while the rollup is working.
     more = make_batch(gpus=1, samples_per_gpu=1, start=T0 + timedelta(seconds=20))
     more["batch_id"] = "more"
     ingest(more)
-    service.repository.clear_dirty(session, keys)
+    repository.clear_dirty(session, keys)
     assert _count(session, RollupDirty) >= 1

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app import migrate
@@ -89,7 +89,7 @@ def test_retention_drops_old_raw_data_and_minutes(session: Session, ingest) -> N
     from app.usage import service
 
     service.rollup_pending(session)
-    ancient = GpuMinuteRollup.__table__.update().values(bucket=now - timedelta(days=100))
+    ancient = update(GpuMinuteRollup).values(bucket=now - timedelta(days=100))
     session.execute(ancient.where(GpuMinuteRollup.bucket < now - timedelta(days=10)))
     result = retention.apply_retention(session, now=now)
     assert _count(session, GpuSample) == 3
