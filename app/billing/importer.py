@@ -1,8 +1,11 @@
-"""Read a billing file in chunks and yield normalized, typed line items.
+"""Read a billing file in chunks and normalize each chunk as whole columns.
 
-The only module that touches pandas/pyarrow: it returns ``LineItem`` tuples, never frames.
-CSV (plain or gzip) streams through pyarrow's incremental reader, Parquet by row groups and
-JSONL line by line, so memory stays bounded by the chunk size whatever the file size.
+The only module that touches pandas/pyarrow (with ``shapes.py``, its per-format rules). CSV (plain
+or gzip) streams through pyarrow's incremental reader, Parquet by record batches and JSONL line by
+line, so memory stays bounded by the chunk size whatever the file size. Each chunk is validated
+and normalized with ``pyarrow.compute`` (decimal casts, UTC timestamps; bad values are located by
+row index so errors keep exact row numbers) and handed out as ``LineItems``: typed figures for
+the service and bulk rows for the repository (CSV for COPY, tuples for SQLite), never frames.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, Any, NamedTuple, cast
+from typing import IO, Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,41 +32,29 @@ CHUNK_BYTES = 16 << 20
 PARQUET_BATCH_ROWS = 100_000
 JSONL_BATCH_ROWS = 50_000
 MAX_REPORTED_ERRORS = 20
-MONEY = pa.decimal128(38, 18)
 NULLS = pa.array(["", "null", "NULL", "None", "NaN"])
 _TIME_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%Y-%m-%d %H:%M:%S UTC", "%Y-%m-%dT%H:%M:%S%z",
                  "%Y-%m-%d %H:%M:%S%z", "%m/%d/%Y %H:%M:%S", "%Y%m%d")  # fmt: skip
 
 
-class LineItem(NamedTuple):
-    """One normalized bill row, in ``billing_line_items`` column order (after ``import_id``)."""
-
-    row_number: int
-    billing_account_id: str
-    sub_account_id: str | None
-    billing_period_start: datetime
-    billing_period_end: datetime | None
-    charge_period_start: datetime
-    charge_period_end: datetime
-    charge_category: str
-    charge_description: str | None
-    billed_cost: Decimal
-    effective_cost: Decimal
-    list_cost: Decimal | None
-    billing_currency: str
-    pricing_quantity: Decimal | None
-    pricing_unit: str | None
-    provider_name: str | None
-    service_name: str | None
-    region_id: str | None
-    resource_id: str | None
-    sku_id: str | None
-    tags: str | None
-    x_resource_key: str | None
-    x_instance_type: str | None
-    x_gpu_model: str | None
-    x_gpu_count: int | None
-    x_cost_component: str
+# Normalized columns, in ``billing_line_items`` order after the import's own prefix columns.
+MONEY = pa.decimal128(38, 18)
+_WIDE = pa.decimal256(60, 18)  # sums of two MONEY values before the cast back
+TIME = pa.timestamp("us", "UTC")
+STRING = pa.string()
+LINE_SCHEMA = pa.schema([
+    ("row_number", pa.int64()), ("billing_account_id", pa.string()),
+    ("sub_account_id", pa.string()), ("billing_period_start", TIME),
+    ("billing_period_end", TIME), ("charge_period_start", TIME), ("charge_period_end", TIME),
+    ("charge_category", pa.string()), ("charge_description", pa.string()),
+    ("billed_cost", MONEY), ("effective_cost", MONEY), ("list_cost", MONEY),
+    ("billing_currency", pa.string()), ("pricing_quantity", MONEY), ("pricing_unit", pa.string()),
+    ("provider_name", pa.string()), ("service_name", pa.string()), ("region_id", pa.string()),
+    ("resource_id", pa.string()), ("sku_id", pa.string()), ("tags", pa.string()),
+    ("x_resource_key", pa.string()), ("x_instance_type", pa.string()),
+    ("x_gpu_model", pa.string()), ("x_gpu_count", pa.int32()), ("x_cost_component", pa.string()),
+])  # fmt: skip
+FIELDS: tuple[str, ...] = tuple(LINE_SCHEMA.names)
 
 
 @dataclass(frozen=True)
@@ -95,7 +86,7 @@ def _describe(e: RowError) -> str:
 
 @dataclass
 class Chunk:
-    items: list[LineItem]
+    items: LineItems | None  # None when the chunk had errors (the file will be rejected)
     rows_read: int
     bytes_read: int
 
@@ -276,7 +267,7 @@ class BillingReader:
             items = _normalize(self, batch, offset)
             rows = batch.num_rows
             offset += rows
-            yield Chunk(items if self.errors.count == before else [], rows, position)
+            yield Chunk(items if self.errors.count == before else None, rows, position)
 
 
 def _to_table(rows: list[dict[str, Any]], needed: list[str]) -> pa.Table:
@@ -284,68 +275,110 @@ def _to_table(rows: list[dict[str, Any]], needed: list[str]) -> pa.Table:
 
 
 # -- normalization (vectorized per chunk) -----------------------------------------------------
+_SEP, _NULL = "\x1f", "\x00"  # joins several columns into one key for map_values
+
+
+def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def map_values(fn: Callable[..., Any], type: pa.DataType, *arrays: pa.Array) -> pa.Array:
+    """``fn`` over the distinct value tuples of ``arrays`` only (bills repeat a few values a lot)."""
+    if len(arrays) == 1:
+        encoded = pc.dictionary_encode(_plain(arrays[0]))
+        keys: list[tuple[Any, ...]] = [(v,) for v in encoded.dictionary.to_pylist()]
+    else:
+        joined = pc.binary_join_element_wise(
+            *(pc.cast(_plain(a), pa.string()) for a in arrays), _SEP,
+            null_handling="replace", null_replacement=_NULL,
+        )  # fmt: skip
+        encoded = pc.dictionary_encode(joined)
+        keys = [tuple(None if p == _NULL else p for p in v.split(_SEP))
+                for v in encoded.dictionary.to_pylist()]  # fmt: skip
+    values = [fn(*k) for k in keys]
+    values.append(fn(*([None] * len(arrays))))  # where the value is null
+    indices = pc.fill_null(encoded.indices, len(keys))
+    return pc.take(pa.array(values, type), indices)
+
+
+def money_sum(a: pa.Array, b: pa.Array, *, negate_b: bool = False) -> pa.Array:
+    """a + b (or a - b) for MONEY arrays, computed wide so the precision cannot overflow."""
+    op = pc.subtract if negate_b else pc.add
+    return pc.cast(op(pc.cast(a, _WIDE), pc.cast(b, _WIDE)), MONEY)
+
+
 class _Batch:
+    """One raw chunk and the column operations the per-format rules (``shapes.py``) use."""
+
     def __init__(self, reader: BillingReader, batch: pa.RecordBatch | pa.Table, offset: int):
         self.reader = reader
         self.batch = batch
         self.offset = offset
         self.n = batch.num_rows
 
+    def has(self, fieldname: str) -> bool:
+        return fieldname in self.reader.columns
+
+    def source(self, column: str) -> pa.Array:
+        """A source column by its file name, as strings."""
+        arr = _plain(self.batch.column(column))
+        return arr if arr.type == pa.string() else pc.cast(arr, pa.string())
+
     def raw(self, fieldname: str) -> pa.Array | None:
         name = self.reader.columns.get(fieldname)
         if name is None:
             return None
-        arr = self.batch.column(name)
-        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-        if arr.type != pa.string():
-            arr = pc.cast(arr, pa.string())
+        arr = self.source(name)
         return pc.if_else(pc.is_in(arr, value_set=NULLS), pa.scalar(None, pa.string()), arr)
 
-    def text(self, fieldname: str) -> list[str | None]:
+    def text(self, fieldname: str) -> pa.Array:
         arr = self.raw(fieldname)
-        return [None] * self.n if arr is None else arr.to_pylist()
+        return pa.nulls(self.n, pa.string()) if arr is None else arr
 
-    def mapped(self, fieldname: str, fn: Callable[[str | None], Any]) -> list[Any]:
+    def const(self, value: Any, type: pa.DataType = STRING) -> pa.Array:
+        return pa.repeat(pa.scalar(value, type), self.n)
+
+    def mapped(
+        self, fieldname: str, fn: Callable[[Any], Any], type: pa.DataType = STRING
+    ) -> pa.Array:
         """``fn`` over the column's distinct values only."""
         arr = self.raw(fieldname)
-        if arr is None:
-            return [fn(None)] * self.n
-        encoded = pc.dictionary_encode(arr)
-        values = [fn(v) for v in encoded.dictionary.to_pylist()]
-        none = fn(None)
-        return [none if i is None else values[i] for i in encoded.indices.to_pylist()]
+        return self.const(fn(None), type) if arr is None else map_values(fn, type, arr)
 
     def column_name(self, fieldname: str) -> str:
         return self.reader.columns.get(fieldname, fieldname)
 
-    def money(self, fieldname: str, *, required: bool) -> list[Decimal | None]:
+    def money(self, fieldname: str, *, required: bool) -> pa.Array:
         arr = self.raw(fieldname)
         if arr is None:
-            return [None] * self.n
+            return pa.nulls(self.n, MONEY)
         try:
-            values: list[Decimal | None] = pc.cast(arr, MONEY).to_pylist()
+            values = pc.cast(arr, MONEY)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            values = []
-            for i, text in enumerate(arr.to_pylist()):
-                try:
-                    values.append(
-                        None if text is None else Decimal(text).quantize(Decimal(10) ** -18)
-                    )
-                    if values[-1] is not None and not values[-1].is_finite():
-                        raise InvalidOperation
-                except (InvalidOperation, ValueError):
-                    values.append(None)
-                    self.error(i, fieldname, f"not a number: {text!r}")
-                    continue
-        if required:
+            values = self._money_rowwise(arr, fieldname)  # >18 decimals, or a bad value
+        if required and arr.null_count:
             for i in pc.indices_nonzero(pc.is_null(arr)).to_pylist():
                 self.error(i, fieldname, "empty cost")
         return values
 
-    def times(self, fieldname: str, *, required: bool) -> list[datetime | None]:
+    def _money_rowwise(self, arr: pa.Array, fieldname: str) -> pa.Array:
+        """Decimal per row: rounds beyond 18 decimals and locates each bad value by row."""
+        values: list[Decimal | None] = []
+        for i, text in enumerate(arr.to_pylist()):
+            try:
+                value = None if text is None else Decimal(text).quantize(Decimal(10) ** -18)
+                if value is not None and not value.is_finite():
+                    raise InvalidOperation
+            except (InvalidOperation, ValueError):
+                value = None
+                self.error(i, fieldname, f"not a number: {text!r}")
+            values.append(value)
+        return pa.array(values, MONEY)
+
+    def times(self, fieldname: str, *, required: bool) -> pa.Array:
         arr = self.raw(fieldname)
         if arr is None:
-            return [None] * self.n
+            return pa.nulls(self.n, TIME)
         parsed = _parse_times(arr)
         bad = pc.and_(pc.is_null(parsed), pc.is_valid(arr))
         if required:
@@ -356,35 +389,131 @@ class _Batch:
                 self.error(
                     i, fieldname, "empty date" if text is None else f"unparseable date: {text!r}"
                 )
-        encoded = pc.dictionary_encode(parsed)
-        values = [None if v is None else v.replace(tzinfo=UTC) if v.tzinfo is None
-                  else v.astimezone(UTC) for v in encoded.dictionary.to_pylist()]  # fmt: skip
-        return [None if i is None else values[i] for i in encoded.indices.to_pylist()]
+        return parsed
 
     def error(self, index: int, fieldname: str, message: str) -> None:
         self.reader.errors.add(self.offset + index + 1, self.column_name(fieldname), message)
 
+    def finish(self, c: dict[str, pa.Array]) -> LineItems:
+        """The chunk's columns in ``LINE_SCHEMA`` order; absent ones are null or derived."""
+        from app.billing.normalize import instance_gpu
+
+        c["billing_account_id"] = pc.fill_null(c.get("billing_account_id", self.const("")), "")
+        currency = self.reader.default_currency
+        c["billing_currency"] = pc.fill_null(c.get("billing_currency", self.const(currency)),
+                                             currency)  # fmt: skip
+        instance = c.get("x_instance_type", pa.nulls(self.n, pa.string()))
+        if "x_gpu_model" not in c:
+            c["x_gpu_model"] = map_values(lambda t: instance_gpu(t)[0], pa.string(), instance)
+        if "x_gpu_count" not in c:
+            c["x_gpu_count"] = map_values(lambda t: instance_gpu(t)[1], pa.int32(), instance)
+        c["row_number"] = pa.array(range(self.offset + 1, self.offset + self.n + 1), pa.int64())
+        arrays = []
+        for f in LINE_SCHEMA:
+            arr = c.get(f.name)
+            if arr is None:
+                arr = pa.nulls(self.n, f.type)
+            arrays.append(arr if arr.type == f.type else pc.cast(arr, f.type))
+        return LineItems(pa.RecordBatch.from_arrays(arrays, schema=LINE_SCHEMA))
+
 
 def _parse_times(arr: pa.Array) -> pa.Array:
-    for target in (pa.timestamp("us", "UTC"), pa.timestamp("us")):
+    for target in (TIME, pa.timestamp("us")):
         try:
-            return pc.cast(pc.cast(arr, target), pa.timestamp("us", "UTC"))
+            return pc.cast(pc.cast(arr, target), TIME)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
-    result = pa.nulls(len(arr), pa.timestamp("us", "UTC"))
+    result = pa.nulls(len(arr), TIME)
     for fmt in _TIME_FORMATS:
         attempt = pc.strptime(arr, format=fmt, unit="us", error_is_null=True)
-        attempt = pc.cast(attempt, pa.timestamp("us", "UTC"))
+        attempt = pc.cast(attempt, TIME)
         result = pc.coalesce(result, attempt)
         if pc.all(pc.or_(pc.is_valid(result), pc.is_null(arr))).as_py():
             break
     return result
 
 
-def _normalize(
-    reader: BillingReader, batch: pa.RecordBatch | pa.Table, offset: int
-) -> list[LineItem]:
+def _normalize(reader: BillingReader, batch: pa.RecordBatch | pa.Table, offset: int) -> LineItems:
     from app.billing.shapes import SHAPERS  # per-format rules, kept apart to stay short
 
-    b = _Batch(reader, batch, offset)
-    return SHAPERS[reader.format](b)
+    return SHAPERS[reader.format](_Batch(reader, batch, offset))
+
+
+# -- normalized chunks: figures for the service, bulk rows for the repository -------------------
+class LineItems:
+    """A chunk's normalized rows, held as typed columns; callers get Python values, never frames."""
+
+    def __init__(self, batch: pa.RecordBatch) -> None:
+        self._batch = batch
+        self._rates: pa.Array | None = None
+
+    @property
+    def num_rows(self) -> int:
+        return int(self._batch.num_rows)
+
+    def currencies(self) -> list[tuple[str, int]]:
+        """Distinct currencies in order of appearance, each with its first row number."""
+        column = self._batch.column("billing_currency")
+        rows = self._batch.column("row_number")
+        return [(c, rows[pc.index(column, c).as_py()].as_py())
+                for c in pc.unique(column).to_pylist()]  # fmt: skip
+
+    def set_rates(self, rates: dict[str, Decimal]) -> None:
+        """The exchange rate of each row's currency into the import's reporting currency."""
+        order = list(rates)
+        index = pc.index_in(self._batch.column("billing_currency"), value_set=pa.array(order))
+        self._rates = pc.take(pa.array([rates[c] for c in order], MONEY), index)
+
+    def totals(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """BilledCost and EffectiveCost sums per currency."""
+        table = pa.Table.from_batches([self._batch]).group_by("billing_currency")
+        sums = table.aggregate([("billed_cost", "sum"), ("effective_cost", "sum")])
+        return {r["billing_currency"]: (r["billed_cost_sum"] or Decimal(0),
+                                        r["effective_cost_sum"] or Decimal(0))
+                for r in sums.to_pylist()}  # fmt: skip
+
+    def scopes(self) -> set[tuple[str, datetime]]:
+        """The (billing account, billing period start) pairs a correction replaces."""
+        keys = ["billing_account_id", "billing_period_start"]
+        table = pa.Table.from_batches([self._batch.select(keys)]).group_by(keys).aggregate([])
+        return {(a, p.astimezone(UTC)) for a, p in zip(*table.to_pydict().values(), strict=True)}
+
+    def resource_keys(self) -> set[str]:
+        return set(pc.unique(self._batch.column("x_resource_key")).drop_null().to_pylist())
+
+    def _with_prefix(
+        self, prefix: tuple[int, str, str], time_text: Callable[[Any], Any]
+    ) -> pa.RecordBatch:
+        """The import's columns, then the chunk's; times as text formatted once per distinct value."""
+        n = self.num_rows
+        rates = self._rates if self._rates is not None else pa.repeat(pa.scalar(1, MONEY), n)
+        head = [pa.repeat(pa.scalar(prefix[0], pa.int64()), n),
+                pa.repeat(pa.scalar(prefix[1], STRING), n),
+                pa.repeat(pa.scalar(prefix[2], STRING), n), rates]  # fmt: skip
+        body = [map_values(time_text, STRING, a) if a.type == TIME else a
+                for a in self._batch.columns]  # fmt: skip
+        return pa.RecordBatch.from_arrays([*head, *body], names=[*PREFIX_COLUMNS, *FIELDS])
+
+    def copy_csv(self, prefix: tuple[int, str, str]) -> bytes:
+        """CSV for PostgreSQL ``COPY … (FORMAT csv)`` in ``COLUMNS`` order: null unquoted, text quoted."""
+        out = io.BytesIO()
+        batch = self._with_prefix(prefix, lambda t: t and t.isoformat(" "))
+        pa_csv.write_csv(batch, out,
+                         pa_csv.WriteOptions(include_header=False))  # fmt: skip
+        return out.getvalue()
+
+    def sqlite_rows(self, prefix: tuple[int, str, str]) -> list[tuple[Any, ...]]:
+        """Rows for SQLite in ``COLUMNS`` order: money as plain decimal text, times naive UTC text."""
+        columns: list[list[Any]] = []
+        # SQLAlchemy's SQLite DateTime text: naive UTC (see app.db.UTCDateTime)
+        naive = lambda t: t and t.replace(tzinfo=None).isoformat(" ", "microseconds")  # noqa: E731
+        for arr in self._with_prefix(prefix, naive).columns:
+            if arr.type == MONEY:
+                columns.append([None if v is None else format(v, "f") for v in arr.to_pylist()])
+            else:
+                columns.append(arr.to_pylist())
+        return list(zip(*columns, strict=True))
+
+
+PREFIX_COLUMNS = ("import_id", "x_source_system", "x_dataset", "x_exchange_rate")
+COLUMNS = PREFIX_COLUMNS + FIELDS

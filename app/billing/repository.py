@@ -2,72 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from psycopg.copy import QueuedLibpqWriter
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.billing.importer import LineItem
+from app.billing.importer import COLUMNS, LineItems
 from app.models import BillingLineItem, Node
 
-PREFIX_COLUMNS = ("import_id", "x_source_system", "x_dataset", "x_exchange_rate")
-COLUMNS = PREFIX_COLUMNS + LineItem._fields
-_MONEY_AT = {LineItem._fields.index(f) for f in
-             ("billed_cost", "effective_cost", "list_cost", "pricing_quantity")}  # fmt: skip
-_TIME_AT = {LineItem._fields.index(f) for f in ("billing_period_start", "billing_period_end",
-                                                 "charge_period_start", "charge_period_end")}  # fmt: skip
+Writer = Callable[[LineItems], int]
 
 
-def _sqlite_converters() -> list[Any]:
-    times: dict[datetime, str] = {}
+@contextmanager
+def line_item_writer(session: Session, prefix: tuple[int, str, str]) -> Iterator[Writer]:
+    """A writer of an import's normalized chunks; returns the row count of each chunk written.
 
-    def dt(v: datetime | None) -> str | None:
-        if v is None:
-            return None
-        text = times.get(v)
-        if text is None:
-            # SQLAlchemy's SQLite DateTime format, naive UTC (see app.db.UTCDateTime).
-            text = times[v] = v.replace(tzinfo=None).isoformat(" ", "microseconds")
-        return text
-
-    def money(v: Decimal | None) -> str | None:
-        return None if v is None else format(v, "f")
-
-    return [money if i in _MONEY_AT else dt if i in _TIME_AT else None
-            for i in range(len(LineItem._fields))]  # fmt: skip
-
-
-def insert_line_items(
-    session: Session, prefix: Sequence[Any], items: Iterable[tuple[Decimal, LineItem]]
-) -> int:
-    """Insert ``(exchange_rate, item)`` pairs for one import; returns the count."""
+    PostgreSQL: one ``COPY … (FORMAT csv)`` for the whole file, fed by psycopg's queued writer
+    thread, so the server stores chunk k while this process parses chunk k + 1. SQLite:
+    ``executemany`` per chunk. Nothing else may use the session's connection meanwhile.
+    """
     conn = session.connection()
-    count = 0
-    if conn.dialect.name == "postgresql":
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cursor:  # type: ignore[union-attr]
-            sql = f"COPY billing_line_items ({', '.join(COLUMNS)}) FROM STDIN"
-            with cursor.copy(sql) as copy:
-                for rate, item in items:
-                    copy.write_row((*prefix, rate, *item))
-                    count += 1
-        return count
-    converters = _sqlite_converters()
-    conv = [(i, c) for i, c in enumerate(converters) if c is not None]
-    head = tuple(prefix)
-    rows = []
-    for rate, item in items:
-        values = list(item)
-        for i, c in conv:
-            values[i] = c(values[i])
-        rows.append((*head, format(rate, "f"), *values))
+    if conn.dialect.name != "postgresql":
+        yield lambda items: _insert_sqlite(conn, prefix, items)
+        return
+    raw = conn.connection.driver_connection
+    sql = f"COPY billing_line_items ({', '.join(COLUMNS)}) FROM STDIN (FORMAT csv)"
+    with (
+        raw.cursor() as cursor,  # type: ignore[union-attr]
+        cursor.copy(sql, writer=QueuedLibpqWriter(cursor)) as copy,
+    ):
+
+        def write(items: LineItems) -> int:
+            copy.write(items.copy_csv(prefix))
+            return items.num_rows
+
+        yield write
+
+
+def _insert_sqlite(conn: Connection, prefix: tuple[int, str, str], items: LineItems) -> int:
+    rows = items.sqlite_rows(prefix)
     if rows:
         marks = ", ".join("?" * len(COLUMNS))
         conn.exec_driver_sql(
-            # Column names are the constants above; values are bound parameters.
+            # Column names are the constants in importer.py; values are bound parameters.
             f"INSERT INTO billing_line_items ({', '.join(COLUMNS)}) VALUES ({marks})",  # noqa: S608
             rows,
         )

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.billing import repository
 from app.billing.errors import ImportNotFound
 from app.billing.formats import Format
-from app.billing.importer import BillingFileError, BillingReader, LineItem, RowError, _Errors
+from app.billing.importer import BillingFileError, BillingReader, LineItems, RowError, _Errors
 from app.models import BillingImport
 
 Progress = Callable[[int, int, int], None]  # bytes read, file bytes, rows read
@@ -122,23 +122,28 @@ class _Totals:
             return ONE
         return self.rates.get(currency)
 
-    def add(self, item: LineItem, errors: _Errors) -> Decimal | None:
-        cur = item.billing_currency
-        rate = self.rate(cur)
-        if rate is None:
-            if cur not in self.unrated:
-                errors.add(item.row_number, "BillingCurrency", f"mixed currencies: {cur} after "
-                           f"{self.reporting} and no exchange rate given (--rate {cur}=...)")  # fmt: skip
-                self.unrated[cur] = 0
-            self.unrated[cur] += 1
-            return None
-        sums = self.sums.setdefault(cur, [Decimal(0), Decimal(0)])
-        sums[0] += item.billed_cost
-        sums[1] += item.effective_cost
-        self.scopes.add((item.billing_account_id, item.billing_period_start))
-        if item.x_resource_key:
-            self.keys.add(item.x_resource_key)
-        return rate
+    def add(self, items: LineItems, errors: _Errors) -> bool:
+        """Fold a chunk into the totals; False (and an error) on a currency without a rate."""
+        rates: dict[str, Decimal] = {}
+        for cur, row in items.currencies():
+            rate = self.rate(cur)
+            if rate is None:
+                if cur not in self.unrated:
+                    errors.add(row, "BillingCurrency", f"mixed currencies: {cur} after "
+                               f"{self.reporting} and no exchange rate given (--rate {cur}=...)")  # fmt: skip
+                    self.unrated[cur] = 0
+                continue
+            rates[cur] = rate
+        if len(rates) < len(items.currencies()):
+            return False
+        items.set_rates(rates)
+        for cur, (billed, effective) in items.totals().items():
+            sums = self.sums.setdefault(cur, [Decimal(0), Decimal(0)])
+            sums[0] += billed
+            sums[1] += effective
+        self.scopes |= items.scopes()
+        self.keys |= items.resource_keys()
+        return True
 
     def as_json(self) -> dict[str, dict[str, str]]:
         return {c: {"BilledCost": f"{b.normalize():f}", "EffectiveCost": f"{e.normalize():f}"}
@@ -182,16 +187,15 @@ def import_file(
     totals = _Totals(currency, rates or {})
     total_bytes = path.stat().st_size
     prefix = (record.id, reader.spec.source_system, reader.dataset)
-    for chunk in reader.chunks():
-        record.rows_read += chunk.rows_read
-        rated = [(totals.add(item, reader.errors), item) for item in chunk.items]
-        if reader.errors.count == 0:
-            record.rows_accepted += repository.insert_line_items(
-                session, prefix, ((r, i) for r, i in rated if r is not None)
-            )
-        record.bytes_read = chunk.bytes_read
-        if progress is not None:
-            progress(chunk.bytes_read, total_bytes, record.rows_read)
+    with repository.line_item_writer(session, prefix) as write:
+        for chunk in reader.chunks():
+            record.rows_read += chunk.rows_read
+            items = chunk.items
+            if items is not None and totals.add(items, reader.errors) and not reader.errors.count:
+                record.rows_accepted += write(items)  # once the file is rejected, stop writing
+            record.bytes_read = chunk.bytes_read
+            if progress is not None:
+                progress(chunk.bytes_read, total_bytes, record.rows_read)
     if reader.errors.count:
         savepoint.rollback()
         raise BillingFileError(name, reader.errors.items, reader.errors.count)
