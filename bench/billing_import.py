@@ -1,10 +1,13 @@
 """Billing import speed vs pandas.read_csv(engine="pyarrow") on the same generated file.
 
-    python -m bench.billing_import [--quick] [--rows N] [--database-url URL]
+    python -m bench.billing_import [--quick] [--rows N] [--database-url URL] [--sqlite-only]
 
-Generates a CUR 2.0 CSV and a FOCUS CSV of N rows (1,000,000; --quick 100,000), imports each
-into a fresh database (SQLite unless --database-url names PostgreSQL) and times pandas reading
-the same file in the same run. The last line is one JSON object.
+Generates a CUR 2.0 CSV and a FOCUS CSV of N rows (1,000,000; --quick 100,000) and imports each
+on PostgreSQL (the production database: a scratch database the bench creates and drops on the
+server at --database-url, default the local server when it answers) and on SQLite (a temporary
+file), timing pandas reading the same file in the same run. Each import runs in a subprocess
+whose peak RSS (VmHWM) is the importer's own. The last line is one JSON object; its "ratio" is
+the worse format on PostgreSQL (SQLite when no server answers), "rss_mb" the largest import RSS.
 """
 
 from __future__ import annotations
@@ -12,18 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _pandas_seconds(path: Path) -> float:
@@ -36,8 +38,16 @@ def _pandas_seconds(path: Path) -> float:
     return seconds
 
 
-def _import_seconds(path: Path, url: str) -> tuple[float, int]:
-    from app import migrate
+def _vm_hwm_mb() -> float:
+    """Peak resident set of this process, from /proc (VmHWM, kB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _child(url: str, path: Path) -> None:
+    """Import one file into an emptied database; print seconds, rows and peak RSS as JSON."""
     from app.billing import service
     from app.db import make_engine
 
@@ -45,14 +55,24 @@ def _import_seconds(path: Path, url: str) -> tuple[float, int]:
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM billing_line_items"))
         conn.execute(text("DELETE FROM billing_imports"))
-    del migrate
     with Session(engine) as session:
         start = time.perf_counter()
         summary = service.import_file(session, path=path)
         session.commit()
         seconds = time.perf_counter() - start
     engine.dispose()
-    return seconds, summary.rows_accepted
+    print(json.dumps({"seconds": seconds, "rows": summary.rows_accepted, "rss_mb": _vm_hwm_mb()}))
+
+
+def _import(url: str, path: Path) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.billing_import", "--child", url, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _scratch_database(server_url: str, *, create: bool) -> str:
@@ -72,44 +92,73 @@ def _scratch_database(server_url: str, *, create: bool) -> str:
     return base.set(database=name).render_as_string(hide_password=False)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _server_answers(url: str) -> bool:
+    try:
+        _scratch_database(url, create=False)
+    except OperationalError:
+        return False
+    return True
+
+
+def _run(label: str, url: str, files: dict[str, Path]) -> tuple[float, float]:
+    """Import each file on one database; returns the worst ratio and the largest RSS."""
     from app import migrate
+
+    migrate.upgrade(url)
+    ratios, rss = [], 0.0
+    for name, path in files.items():
+        pandas_s = _pandas_seconds(path)
+        got = _import(url, path)
+        rows = int(got["rows"])
+        ratio = got["seconds"] / pandas_s
+        ratios.append(ratio)
+        rss = max(rss, got["rss_mb"])
+        print(f"{label} {name}: {rows:,} rows, {path.stat().st_size / 1e6:.0f} MB: import "
+              f"{got['seconds']:.2f} s ({rows / got['seconds']:,.0f} rows/s, peak RSS "
+              f"{got['rss_mb']:.0f} MB), pandas.read_csv(pyarrow) {pandas_s:.2f} s, "
+              f"ratio {ratio:.2f}")  # fmt: skip
+    return max(ratios), rss
+
+
+def main(argv: list[str] | None = None) -> int:
     from bench.billing_samples import write_cur2, write_focus
 
     p = argparse.ArgumentParser(prog="python -m bench.billing_import")
     p.add_argument("--quick", action="store_true", help="100,000 rows instead of 1,000,000")
     p.add_argument("--rows", type=int)
     p.add_argument("--database-url", help="PostgreSQL server URL; the bench creates and drops "
-                   "its own scratch database there (default: a temporary SQLite file)")  # fmt: skip
+                   f"its own scratch database there (default {DEFAULT_SERVER})")  # fmt: skip
+    p.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
+    p.add_argument("--child", nargs=2, metavar=("URL", "FILE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child:
+        _child(args.child[0], Path(args.child[1]))
+        return 0
     rows = args.rows or (100_000 if args.quick else 1_000_000)
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+    server = None if args.sqlite_only else args.database_url or DEFAULT_SERVER
+    if server and not _server_answers(server):
         if args.database_url:
-            url = _scratch_database(args.database_url, create=True)
-        migrate.upgrade(url)
-        results = {}
-        for name, writer in (("cur2", write_cur2), ("focus", write_focus)):
-            path = Path(tmp) / f"{name}.csv"
-            writer(path, rows)
-            size_mb = path.stat().st_size / 1e6
-            pandas_s = _pandas_seconds(path)
-            import_s, accepted = _import_seconds(path, url)
-            if accepted != rows:
-                raise SystemExit(f"{name}: imported {accepted} of {rows} rows")
-            ratio = import_s / pandas_s
-            results[name] = ratio
-            print(f"{name}: {rows:,} rows, {size_mb:.0f} MB: import {import_s:.2f} s "
-                  f"({rows / import_s:,.0f} rows/s), pandas.read_csv(pyarrow) {pandas_s:.2f} s, "
-                  f"ratio {ratio:.2f}")  # fmt: skip
-            path.unlink()
-    if args.database_url:
-        _scratch_database(args.database_url, create=False)
-    rss = _peak_rss_mb()
-    dialect = url.split(":", 1)[0]
-    print(f"database {dialect}; peak RSS {rss:.0f} MB (includes the pandas frames)")
-    print(json.dumps({"bench": "billing_import", "rows": rows, "database": dialect,
-                      "ratio": round(max(results.values()), 2), "rss_mb": round(rss)}))  # fmt: skip
+            raise SystemExit(f"no PostgreSQL server answers at {server}")
+        print(f"no PostgreSQL at {server}: SQLite only")
+        server = None
+    results: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {"cur2": Path(tmp) / "cur2.csv", "focus": Path(tmp) / "focus.csv"}
+        write_cur2(files["cur2"], rows)
+        write_focus(files["focus"], rows)
+        if server:
+            try:
+                results["postgresql"] = _run("postgresql", _scratch_database(server, create=True),
+                                             files)  # fmt: skip
+            finally:
+                _scratch_database(server, create=False)
+        results["sqlite"] = _run("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", files)
+    database = "postgresql" if "postgresql" in results else "sqlite"
+    ratio, _ = results[database]
+    rss = max(r for _, r in results.values())
+    print(json.dumps({"bench": "billing_import", "rows": rows, "database": database,
+                      "ratio": round(ratio, 2), "rss_mb": round(rss),
+                      "sqlite_ratio": round(results["sqlite"][0], 2)}))  # fmt: skip
     return 0
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from queue import Queue
 
-from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -14,15 +15,16 @@ from app.billing.importer import COLUMNS, LineItems
 from app.models import BillingLineItem, Node
 
 Writer = Callable[[LineItems], int]
+COPY_QUEUE_CHUNKS = 2  # CSV chunks waiting for the server (each about CHUNK_BYTES of input)
 
 
 @contextmanager
 def line_item_writer(session: Session, prefix: tuple[int, str, str]) -> Iterator[Writer]:
     """A writer of an import's normalized chunks; returns the row count of each chunk written.
 
-    PostgreSQL: one ``COPY … (FORMAT csv)`` for the whole file, fed by psycopg's queued writer
-    thread, so the server stores chunk k while this process parses chunk k + 1. SQLite:
-    ``executemany`` per chunk. Nothing else may use the session's connection meanwhile.
+    PostgreSQL: one ``COPY … (FORMAT csv)`` for the whole file, fed from a thread through a
+    short queue, so the server stores chunk k while this process parses chunk k + 1 and memory
+    stays bounded. SQLite: ``executemany`` per chunk. Nothing else may use the connection meanwhile.
     """
     conn = session.connection()
     if conn.dialect.name != "postgresql":
@@ -30,16 +32,50 @@ def line_item_writer(session: Session, prefix: tuple[int, str, str]) -> Iterator
         return
     raw = conn.connection.driver_connection
     sql = f"COPY billing_line_items ({', '.join(COLUMNS)}) FROM STDIN (FORMAT csv)"
-    with (
-        raw.cursor() as cursor,  # type: ignore[union-attr]
-        cursor.copy(sql, writer=QueuedLibpqWriter(cursor)) as copy,
-    ):
+    with raw.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
+        feeder = _Feeder(copy.write)
+        try:
 
-        def write(items: LineItems) -> int:
-            copy.write(items.copy_csv(prefix))
-            return items.num_rows
+            def write(items: LineItems) -> int:
+                feeder.put(items.copy_csv(prefix))
+                return items.num_rows
 
-        yield write
+            yield write
+        finally:
+            feeder.close()
+
+
+class _Feeder:
+    """Runs ``send`` on a thread over a bounded queue (psycopg waits on the socket without the GIL).
+
+    psycopg's own ``QueuedLibpqWriter`` would buffer up to 128 MiB ahead of a slow server.
+    """
+
+    def __init__(self, send: Callable[[bytes], None]) -> None:
+        self._send = send
+        self._queue: Queue[bytes | None] = Queue(maxsize=COPY_QUEUE_CHUNKS)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="billing-copy", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:  # after an error, drain so put() never blocks
+                try:
+                    self._send(data)
+                except BaseException as e:
+                    self._error = e
+
+    def put(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _insert_sqlite(conn: Connection, prefix: tuple[int, str, str], items: LineItems) -> int:

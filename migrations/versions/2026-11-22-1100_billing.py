@@ -88,12 +88,6 @@ def upgrade() -> None:
         sa.Column("x_cost_component", sa.String(length=20), nullable=False),
         sa.Column("node_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["import_id"],
-            ["billing_imports.id"],
-            name=op.f("fk_billing_line_items_import_id_billing_imports"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
             ["node_id"],
             ["nodes.id"],
             name=op.f("fk_billing_line_items_node_id_nodes"),
