@@ -55,16 +55,27 @@ def rollup_pending(session: Session, *, limit: int | None = None) -> RollupStats
     dirty: dict[str, dict[int, set[datetime]]] = {GPU: defaultdict(set), HOST: defaultdict(set)}
     for kind, entity, bucket, _ in keys:
         dirty[kind][entity].add(bucket)
-    gpu_m, gpu_h, hours = _refresh(session, GPU, dirty[GPU])
-    host_m, host_h, _ = _refresh(session, HOST, dirty[HOST])
-    repository.refresh_fleet_hours(session, hours)
+    stats = rollup_buckets(session, gpu=dirty[GPU], host=dirty[HOST])
     repository.clear_dirty(session, keys)
     session.flush()
-    return RollupStats(len(keys), gpu_m, gpu_h, host_m, host_h)
+    return RollupStats(len(keys), *_astuple(stats)[1:])
+
+
+def rollup_buckets(
+    session: Session,
+    *,
+    gpu: Mapping[int, set[datetime]],
+    host: Mapping[int, set[datetime]],
+) -> RollupStats:
+    """Recompute the given (entity → minutes) buckets, their hours and the fleet hours."""
+    gpu_m, gpu_h, hours = _refresh(session, GPU, gpu)
+    host_m, host_h, _ = _refresh(session, HOST, host)
+    repository.refresh_fleet_hours(session, hours)
+    return RollupStats(0, gpu_m, gpu_h, host_m, host_h)
 
 
 def _refresh(
-    session: Session, kind: str, dirty: dict[int, set[datetime]]
+    session: Session, kind: str, dirty: Mapping[int, set[datetime]]
 ) -> tuple[int, int, set[datetime]]:
     """Rebuild the dirty minutes and their hours for one kind; returns counts and the hours."""
     limits = thresholds()
