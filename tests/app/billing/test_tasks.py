@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app import migrate
 from app.auth.service import Role
 from app.billing import progress, service
+from app.config import settings
 from app.db import get_session, make_engine
 from app.main import create_app
 from app.worker import make_celery
@@ -65,7 +66,7 @@ def test_worker_imports_a_large_upload(
     assert result.get(timeout=120) == "succeeded"
 
     # The API reads the committed database and the worker's progress in Redis.
-    monkeypatch.setattr(progress.settings, "redis_url", worker["redis_url"])
+    monkeypatch.setattr(settings, "redis_url", worker["redis_url"])
     app = create_app(embedded_jobs=False)
 
     def committed() -> Iterator[Session]:

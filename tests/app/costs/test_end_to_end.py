@@ -1,0 +1,99 @@
+"""Nodes through ingest, a CUR 2.0 bill for their instances, the usage rollup, then GET /costs."""
+
+from __future__ import annotations
+
+import csv
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from app.auth import service as auth_service
+from app.auth.service import Role
+from app.billing import service as billing_service
+from app.ingest import service as ingest_service
+from app.ingest.schemas import IngestBatch
+from app.usage import service as usage_service
+from bench import billing_samples as samples
+from tests.factories.nodes import create_api_key, make_batch
+
+START = samples.START
+HOURS = 2
+BUSY, IDLE, UNBILLED = "i-0000000000000000a", "i-0000000000000000c", "i-0000000000000000e"
+NODES = {"busy": (BUSY, 80.0), "idle": (IDLE, 0.0), "unbilled": (UNBILLED, 60.0)}
+
+
+def _ingest(session: Session) -> None:
+    for name, (instance, utilization) in NODES.items():
+        batch: dict[str, Any] = make_batch(node=name, gpus=2, samples_per_gpu=HOURS * 60,
+                                           start=START, step_seconds=60, utilization=utilization)  # fmt: skip
+        batch["node"].update(provider="aws", instance_id=instance, instance_type="p4d.24xlarge",
+                             region="us-east-1")  # fmt: skip
+        token = auth_service.create_node_token(session, node_name=name).secret
+        ingest_service.ingest_batch(
+            session,
+            token=auth_service.authenticate_node(session, token),
+            batch=IngestBatch.model_validate(batch),
+        )
+
+
+def _effective_sum(path: Path, instances: set[str]) -> Decimal:
+    """EffectiveCost straight from the file: the savings-plan rate where covered, else unblended."""
+    total = Decimal(0)
+    with path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            if r["line_item_resource_id"] in instances:
+                covered = r["line_item_line_item_type"] == "SavingsPlanCoveredUsage"
+                total += Decimal(r["savings_plan_savings_plan_effective_cost"] if covered
+                                 else r["line_item_unblended_cost"])  # fmt: skip
+    return total
+
+
+def test_costs_from_bill_and_price_book_reconcile(
+    client: TestClient, session: Session, tmp_path: Path
+) -> None:
+    _ingest(session)
+    usage_service.rollup_pending(session)
+    bill = tmp_path / "cur2.csv"
+    # Bill rows for the busy and idle nodes over the same hours, plus an unknown instance.
+    samples.write_cur2(bill, 3 * HOURS, instances=[BUSY, IDLE, "i-00000000000000ff0"])
+    summary = billing_service.import_file(session, path=bill)
+    assert summary.rows_matched == 2 * HOURS
+    session.flush()
+
+    viewer = {"Authorization": f"Bearer {create_api_key(session, role=Role.VIEWER)}"}
+    window = {"from": START.isoformat(), "to": (START + timedelta(hours=HOURS)).isoformat()}
+    reports = {}
+    for by in ("team", "node"):
+        r = client.get("/api/v1/costs", headers=viewer, params={**window, "group_by": by})
+        assert r.status_code == 200, r.text
+        reports[by] = r.json()
+    for report in reports.values():
+        total = Decimal(report["total"])
+        assert total > 0
+        assert sum(Decimal(g["cost"]) for g in report["groups"].values()) == total
+        assert Decimal(report["billed_total"]) == _effective_sum(bill, {BUSY, IDLE})
+
+    nodes = reports["node"]["groups"]
+    # Billed nodes: their hours cost exactly the matched rows' effective cost.
+    billed = Decimal(nodes["busy"]["billed_cost"]) + Decimal(nodes["idle"]["billed_cost"])
+    assert billed == _effective_sum(bill, {BUSY, IDLE})
+    # No bill rows: priced from the price book and marked estimated.
+    unbilled = nodes["unbilled"]
+    assert "billed_cost" not in unbilled
+    assert Decimal(unbilled["estimated_cost"]) == Decimal(unbilled["cost"]) > 0
+    # The idle node's cost is all unused and idle for the seconds observed; the busy node's
+    # only partly unused.
+    idle = nodes["idle"]
+    assert Decimal(idle["unused_cost"]) == Decimal(idle["cost"]) > 0
+    assert (
+        Decimal("0.95") * Decimal(idle["cost"])
+        < Decimal(idle["idle_cost"])
+        <= Decimal(idle["cost"])
+    )
+    busy = nodes["busy"]
+    assert Decimal(busy["idle_cost"]) == 0
+    assert 0 < Decimal(busy["unused_cost"]) < Decimal(busy["cost"])
