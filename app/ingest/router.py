@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
-from app.deps import NodeAuth, SessionDep
+from app.deps import SessionDep, bearer_secret
 from app.errors import Forbidden, PayloadTooLarge, Unauthenticated, error_responses
 from app.ingest import service
+from app.ingest.repository import NodeState
 from app.ingest.schemas import IngestBatch, IngestResult
 from app.kit.body import BadEncoding, read_body
 from app.kit.validation import PayloadInvalid
@@ -31,6 +32,17 @@ async def parse_batch(request: Request) -> IngestBatch:
 BatchDep = Annotated[IngestBatch, Depends(parse_batch)]
 
 
+def get_ingest_node(request: Request, session: SessionDep) -> NodeState:
+    """The node token in the Authorization header with its node and GPUs (one query)."""
+    secret = bearer_secret(request.headers.get("authorization"))
+    if secret is None:
+        raise Unauthenticated("missing bearer node token")
+    return service.authenticate(session, secret)
+
+
+IngestAuth = Annotated[NodeState, Depends(get_ingest_node)]
+
+
 @router.post(
     "/ingest",
     response_model=IngestResult,
@@ -44,6 +56,6 @@ BatchDep = Annotated[IngestBatch, Depends(parse_batch)]
         Unauthenticated, Forbidden, PayloadTooLarge, BadEncoding, PayloadInvalid
     ),
 )
-def create_ingest(token: NodeAuth, batch: BatchDep, session: SessionDep) -> IngestResult:
+def create_ingest(token: IngestAuth, batch: BatchDep, session: SessionDep) -> IngestResult:
     """Store one agent batch. Retries are safe: a sample is stored once per (GPU, time)."""
     return service.ingest_batch(session, token=token, batch=batch)

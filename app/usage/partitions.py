@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from app.config import settings
 
 RAW_TABLES = ("gpu_samples", "gpu_process_samples", "host_samples")
 _NAME = re.compile(r"^(?P<table>[a-z_]+)_p(?P<day>\d{8})$")
@@ -77,6 +79,33 @@ def ensure_days(session: Session, days: Iterable[date]) -> list[str]:
     return created
 
 
+# Days known to have their partitions, per database, in this process: ingest checks a day
+# once instead of on every request. Only days that existed before the check are cached (a
+# partition created in a transaction that rolls back must not be), and only days well inside
+# the raw retention window (older ones may be dropped by the retention task at any time).
+_known_days: dict[str, set[date]] = {}
+
+
+def ensure_days_cached(session: Session, days: Iterable[date]) -> None:
+    """``ensure_days``, skipping days this process has already seen with partitions."""
+    if not is_partitioned(session):
+        return
+    key = session.connection().engine.url.render_as_string(hide_password=True)
+    known = _known_days.setdefault(key, set())
+    safe_from = datetime.now(UTC).date() - timedelta(days=settings.raw_retention_days - 2)
+    wanted = {d for d in days if d not in known or d < safe_from}
+    if not wanted:
+        return
+    created = ensure_days(session, wanted)
+    fresh = {d for d in wanted for t in RAW_TABLES if partition_name(t, d) in created}
+    known.update(d for d in wanted - fresh if d >= safe_from)
+
+
+def forget_known_days() -> None:
+    """Drop the cache of ``ensure_days_cached`` (after partitions were dropped)."""
+    _known_days.clear()
+
+
 def drop_before(session: Session, cutoff: date) -> list[str]:
     """Drop every raw partition whose whole day lies before ``cutoff``; returns their names."""
     if not is_partitioned(session):
@@ -89,4 +118,6 @@ def drop_before(session: Session, cutoff: date) -> list[str]:
                 name = partition_name(table, day)
                 session.execute(text(f"DROP TABLE IF EXISTS {name}"))
                 dropped.append(name)
+    if dropped:
+        forget_known_days()
     return dropped
