@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth_service
@@ -128,7 +128,7 @@ class TestDirtyMarks:
         assert _post(client, token, make_batch(gpus=1, start=later)).status_code == 200
         gpu_id = session.scalars(select(Gpu.id)).one()
         assert _dirty(session) == {(gpu_id, later)}
-        session.execute(RollupDirty.__table__.delete())
+        session.execute(delete(RollupDirty))
         # A pure retry stores nothing and marks nothing.
         again = _post(client, token, make_batch(gpus=1, start=later)).json()
         assert again["inserted"] == 0
