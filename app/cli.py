@@ -117,11 +117,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             data_dir=getattr(args, "data_dir", DEFAULT_DATA_DIR), host=args.host, port=args.port
         )
         return 0
-    if args.command == "serve":
-        import uvicorn
-
-        uvicorn.run("app.asgi:app", host=args.host, port=args.port, workers=args.workers)
-        return 0
     if args.command == "db":
         from app import migrate
 
@@ -132,6 +127,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         else:
             migrate.check()
             print("models and migrations agree")
+        return 0
+    from app import migrate
+
+    try:
+        migrate.ensure_current()
+    except migrate.SchemaOutOfDate as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.command == "serve":
+        import uvicorn
+
+        uvicorn.run("app.asgi:app", host=args.host, port=args.port, workers=args.workers)
         return 0
     if args.command in ("billing", "pricebook"):
         from app.billing import cli as billing_cli

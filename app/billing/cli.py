@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from decimal import Decimal, InvalidOperation
@@ -48,11 +49,13 @@ class _Bar:
             return
         self.last = now
         pct = 100 * done / total if total else 100.0
-        "#" * int(pct / 4)
+        bar = "#" * int(pct / 4)
+        end = "\r" if self.tty else "\n"
+        print(f"{self.name}: [{bar:<25}] {pct:5.1f}% {rows:,} rows", end=end, file=sys.stderr)
 
     def close(self) -> None:
         if self.tty:
-            pass
+            print(file=sys.stderr)
 
 
 def _rates(values: list[str]) -> dict[str, Decimal]:
@@ -95,7 +98,7 @@ def run_billing(args: argparse.Namespace) -> int:
             results.append({"file_name": str(path), "status": "rejected", "error_count": 1,
                             "errors": [{"row": None, "column": None, "message": str(e)}]})  # fmt: skip
     if args.json:
-        pass
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     else:
         for r in results:
             _print(r)
@@ -104,15 +107,22 @@ def run_billing(args: argparse.Namespace) -> int:
 
 def _print(r: dict[str, Any]) -> None:
     if r["status"] == "rejected":
+        print(f"{r['file_name']}: REJECTED, {r['error_count']} error(s); nothing was imported")
         for e in r["errors"]:
-            f"row {e['row']}" if e["row"] is not None else "file"
-            f", column {e['column']}" if e["column"] else ""
+            where = f"row {e['row']}" if e["row"] is not None else "file"
+            col = f", column {e['column']}" if e["column"] else ""
+            print(f"  {where}{col}: {e['message']}")
         return
-    (f" (same file as import {r['duplicate_of']}: nothing changed)" if r["duplicate_of"] else "")
-    for _cur, _t in r["totals"].items():
-        pass
-    for _w in r["warnings"]:
-        pass
+    note = (
+        f" (same file as import {r['duplicate_of']}: nothing changed)" if r["duplicate_of"] else ""
+    )
+    print(f"{r['file_name']}: {r['status']}{note}, format {r['format']}")
+    print(f"  rows accepted {r['rows_accepted']:,}, matched to known nodes {r['rows_matched']:,}, "
+          f"replaced from earlier exports {r['rows_replaced']:,}")  # fmt: skip
+    for cur, t in r["totals"].items():
+        print(f"  {cur}: BilledCost {t['BilledCost']}  EffectiveCost {t['EffectiveCost']}")
+    for w in r["warnings"]:
+        print(f"  warning: {w}")
 
 
 def run_pricebook(args: argparse.Namespace) -> int:
@@ -125,7 +135,8 @@ def run_pricebook(args: argparse.Namespace) -> int:
 
     with session_scope() as session:
         if args.pricebook_command == "import":
-            pricebook.import_pricebook(session, args.file)
+            count = pricebook.import_pricebook(session, args.file)
+            print(f"{count} price book entries written", file=sys.stderr)
             return 0
         writer = csv.writer(sys.stdout)
         writer.writerow(PRICEBOOK_COLUMNS)

@@ -80,3 +80,21 @@ def test_agent_help_goes_to_the_agent() -> None:
     ).stdout
     assert "--server" in out
     assert "--simulate" in out
+
+
+def test_server_database_behind_head_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.config import settings
+    from tests.conftest import drop_postgres_database, postgres_database
+
+    url = postgres_database("cli")
+    try:
+        monkeypatch.setattr(settings, "database_url", url)
+        reset_engine()
+        assert cli.main(["token", "create", "--node", "n1"]) == 1
+        err = capsys.readouterr().err
+        assert "run 'gpuledger db upgrade' first" in err
+    finally:
+        reset_engine()
+        drop_postgres_database(url)
