@@ -8,6 +8,8 @@ are set (``scripts/test.sh`` sets them when it finds local servers). With
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,6 +140,31 @@ def client(session: Session) -> Iterator[TestClient]:
 @pytest.fixture
 def redis_url() -> str:
     return needs_service("Redis", REDIS_URL, "GPULEDGER_TEST_REDIS_URL")
+
+
+@pytest.fixture
+def worker(redis_url: str) -> Iterator[dict[str, str]]:
+    """A migrated, committed PostgreSQL database and a real Celery worker on a queue of its own.
+
+    Yields ``db_url``, ``redis_url`` and ``queue``; send tasks with
+    ``make_celery(redis_url).send_task(name, queue=queue)``.
+    """
+    db_url = postgres_database("worker")
+    migrate.upgrade(db_url)
+    queue = f"gpuledger-test-{os.getpid()}"
+    env = {**os.environ, "GPULEDGER_DATABASE_URL": db_url, "GPULEDGER_REDIS_URL": redis_url}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--pool=solo",
+         "-Q", queue, "--loglevel=WARNING", "--without-heartbeat", "--without-gossip",
+         "--without-mingle"],
+        env=env, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    try:
+        yield {"db_url": db_url, "redis_url": redis_url, "queue": queue}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        drop_postgres_database(db_url)
 
 
 @pytest.fixture(autouse=True)

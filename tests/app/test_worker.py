@@ -2,66 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy.orm import Session
 
-from app import migrate
 from app.db import make_engine
 from app.scheduler import EmbeddedScheduler, PeriodicJob
 from app.worker import make_celery
-from tests.conftest import drop_postgres_database, postgres_database
 from tests.factories.nodes import create_node_token, make_batch
 
 
-@pytest.fixture
-def worker_env(redis_url: str) -> Iterator[dict[str, str]]:
-    """A migrated PostgreSQL database and a Celery worker process on its own queue."""
-    db_url = postgres_database("worker")
-    migrate.upgrade(db_url)
-    queue = f"gpuledger-test-{os.getpid()}"
-    env = {**os.environ, "GPULEDGER_DATABASE_URL": db_url, "GPULEDGER_REDIS_URL": redis_url}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "app.worker",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "-Q",
-            queue,
-            "--loglevel=WARNING",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=env,
-        cwd=Path(__file__).parents[2],
-    )
-    try:
-        yield {"db_url": db_url, "redis_url": redis_url, "queue": queue}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        drop_postgres_database(db_url)
-
-
-def test_real_worker_reads_the_database(worker_env: dict[str, str]) -> None:
+def test_real_worker_reads_the_database(worker: dict[str, str]) -> None:
     from sqlalchemy.orm import Session as OrmSession
 
     from app.auth import service as auth_service
     from app.ingest import service as ingest_service
     from app.ingest.schemas import IngestBatch
 
-    engine = make_engine(worker_env["db_url"])
+    engine = make_engine(worker["db_url"])
     with OrmSession(engine) as s, s.begin():
         token = auth_service.create_node_token(s, node_name="node-a")
         stored = auth_service.authenticate_node(s, token.secret)
@@ -70,8 +28,8 @@ def test_real_worker_reads_the_database(worker_env: dict[str, str]) -> None:
         )
     engine.dispose()
 
-    celery = make_celery(worker_env["redis_url"])
-    result = celery.send_task("system.count_samples", queue=worker_env["queue"])
+    celery = make_celery(worker["redis_url"])
+    result = celery.send_task("system.count_samples", queue=worker["queue"])
     # A generous bound so a broken worker fails the test instead of hanging it.
     assert result.get(timeout=120) == 6
 

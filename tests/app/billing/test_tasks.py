@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +10,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from app import migrate
 from app.auth.service import Role
 from app.billing import progress, service
 from app.config import settings
@@ -21,31 +17,9 @@ from app.db import get_session, make_engine
 from app.main import create_app
 from app.worker import make_celery
 from bench import billing_samples as samples
-from tests.conftest import drop_postgres_database, postgres_database
 from tests.factories.nodes import create_api_key
 
 ROWS = 20_000  # about 12 MB: above the API's in-request limit, so an upload would be queued
-
-
-@pytest.fixture
-def worker(redis_url: str) -> Iterator[dict[str, str]]:
-    """A migrated, committed PostgreSQL database and a Celery worker on a queue of its own."""
-    db_url = postgres_database("billing_worker")
-    migrate.upgrade(db_url)
-    queue = f"gpuledger-billing-{os.getpid()}"
-    env = {**os.environ, "GPULEDGER_DATABASE_URL": db_url, "GPULEDGER_REDIS_URL": redis_url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--pool=solo",
-         "-Q", queue, "--loglevel=WARNING", "--without-heartbeat", "--without-gossip",
-         "--without-mingle"],
-        env=env, cwd=Path(__file__).parents[3],
-    )  # fmt: skip
-    try:
-        yield {"db_url": db_url, "redis_url": redis_url, "queue": queue}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        drop_postgres_database(db_url)
 
 
 def test_worker_imports_a_large_upload(

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app import migrate
 from app.auth import service as auth_service
 from app.db import make_engine
 from app.ingest import service as ingest_service
@@ -22,28 +15,7 @@ from app.models import GpuHourRollup, GpuMinuteRollup, GpuSample, HostMinuteRoll
 from app.scheduler import PERIODIC_JOBS
 from app.usage import retention
 from app.worker import celery_app, make_celery
-from tests.conftest import drop_postgres_database, postgres_database
 from tests.factories.nodes import make_batch
-
-
-@pytest.fixture
-def worker(redis_url: str) -> Iterator[dict[str, str]]:
-    db_url = postgres_database("usage_worker")
-    migrate.upgrade(db_url)
-    queue = f"gpuledger-usage-{os.getpid()}"
-    env = {**os.environ, "GPULEDGER_DATABASE_URL": db_url, "GPULEDGER_REDIS_URL": redis_url}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--pool=solo",
-         "-Q", queue, "--loglevel=WARNING", "--without-heartbeat", "--without-gossip",
-         "--without-mingle"],
-        env=env, cwd=Path(__file__).parents[3],
-    )  # fmt: skip
-    try:
-        yield {"db_url": db_url, "redis_url": redis_url, "queue": queue}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        drop_postgres_database(db_url)
 
 
 def _count(s: Session, model: type) -> int:
