@@ -55,7 +55,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
                 break
             time.sleep(0.1)
         assert proc.poll() is None, (data_dir / "demo.log").read_text()
-        yield Demo(f"http://127.0.0.1:{port}", key_file.read_text().strip(), data_dir)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(600):  # then the server starts listening
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        assert proc.poll() is None, (data_dir / "demo.log").read_text()
+        yield Demo(url, key_file.read_text().strip(), data_dir)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -55,15 +55,16 @@ def test_sign_in_and_chart(demo: Demo, browser, tmp_path: Path) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = browser
+    wait = WebDriverWait(driver, 60)
     driver.get(demo.url + "/")
     assert "/login" in driver.current_url
     driver.find_element(By.ID, "api_key").send_keys("gplk_wrong")
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    assert "not valid" in driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    alert = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "[role=alert]")))
+    assert "not valid" in alert.text
 
     driver.find_element(By.ID, "api_key").send_keys(demo.key)
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait = WebDriverWait(driver, 60)
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#utilization-chart .main-svg")))
     # Reload until the simulated fleet has reported (the first page may predate it).
     traces = 0

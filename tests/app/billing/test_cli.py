@@ -12,7 +12,7 @@ import pytest
 from app import cli
 from app.db import reset_engine
 
-SHARED = Path(__file__).parents[4] / "shared" / "data" / "billing"
+SHARED = Path(__file__).parents[2] / "fixtures" / "billing" / "public"
 CUR = SHARED / "aws_cur_legacy_sample.csv"
 BAD = (
     SHARED

@@ -16,9 +16,7 @@ from app.billing.importer import BillingFileError
 from app.models import BillingImport, BillingLineItem, Node
 from bench import billing_samples as samples
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "billing"
-if not DATA.exists():
-    DATA = Path("/work/shared/data/billing")
+DATA = Path(__file__).resolve().parents[2] / "fixtures" / "billing" / "public"
 # The spec's purchase scenarios 2 and 3 carry "2023-02-01T30:00:00Z" (hour 30): rejected, see below.
 BAD_SPEC_EXAMPLES = {
     "commitment_discount_scenarios__commitment_discount_purchase_scenario_2.csv",
@@ -30,6 +28,11 @@ SAMPLES = sorted(
     p for p in [*DATA.glob("*.csv"), *DATA.glob("focus_1.2_examples/*.csv")]
     if not p.name.startswith("conversion_rules") and p.name not in BAD_SPEC_EXAMPLES
 )  # fmt: skip
+
+
+def test_public_samples_are_all_here() -> None:
+    # 4 provider exports + 11 FOCUS spec examples, less the 2 with an impossible hour.
+    assert len(SAMPLES) == 13
 
 
 def _direct_sum(path: Path) -> Decimal:
