@@ -110,27 +110,20 @@ def utilization_since(
     session: Session, *, since: datetime, now: datetime | None = None
 ) -> list[UtilizationPoint]:
     """Every GPU's utilization since ``since``, labelled ``node/gpuN`` (minute means when long)."""
-    if (now or datetime.now(UTC)) - since > RAW_CHART_MAX:
-        m = GpuMinuteRollup
-        rollup = (
-            select(Node.name, Gpu.index, m.bucket, m.utilization_mean)
-            .join(Gpu, Gpu.id == m.gpu_id)
-            .join(Node, Node.id == Gpu.node_id)
-            .where(m.bucket >= since)
-            .order_by(Node.name, Gpu.index, m.bucket)
-        )
-        return [
-            UtilizationPoint(f"{node}/gpu{index}", ts, util)
-            for node, index, ts, util in session.execute(rollup)
-        ]
+    long_window = (now or datetime.now(UTC)) - since > RAW_CHART_MAX
+    gpu_id, ts, util = (
+        (GpuMinuteRollup.gpu_id, GpuMinuteRollup.bucket, GpuMinuteRollup.utilization_mean)
+        if long_window
+        else (GpuSample.gpu_id, GpuSample.ts, GpuSample.utilization_gpu)
+    )
     stmt = (
-        select(Node.name, Gpu.index, GpuSample.ts, GpuSample.utilization_gpu)
-        .join(Gpu, Gpu.id == GpuSample.gpu_id)
+        select(Node.name, Gpu.index, ts, util)
+        .join(Gpu, Gpu.id == gpu_id)
         .join(Node, Node.id == Gpu.node_id)
-        .where(GpuSample.ts >= since)
-        .order_by(Node.name, Gpu.index, GpuSample.ts)
+        .where(ts >= since)
+        .order_by(Node.name, Gpu.index, ts)
     )
     return [
-        UtilizationPoint(f"{node}/gpu{index}", ts, util)
-        for node, index, ts, util in session.execute(stmt)
+        UtilizationPoint(f"{node}/gpu{index}", at, value)
+        for node, index, at, value in session.execute(stmt)
     ]
