@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -138,6 +139,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         import uvicorn
 
+        if getattr(args, "data_dir", None) is not None:
+            # Worker processes import the app afresh and read their settings from the
+            # environment, so the data directory must travel there too.
+            os.environ["GPULEDGER_DATA_DIR"] = str(args.data_dir)
         uvicorn.run("app.asgi:app", host=args.host, port=args.port, workers=args.workers)
         return 0
     if args.command in ("billing", "pricebook"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".gpuledger")
@@ -26,7 +26,6 @@ class Settings(BaseSettings):
         description="Redis for Celery; unset means tasks run in-process (embedded mode).",
     )
     environment: str = "dev"
-    secret_key: SecretStr = SecretStr("dev-only-change-me")
     idle_utilization_percent: float = 5.0
     chart_window_minutes: int = 60
     max_batch_samples: int = 50_000
