@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from app.costs import service
 from app.deps import SessionDep, ViewerAuth
+from app.errors import AppError
 
 router = APIRouter(prefix="/api/v1", tags=["costs"])
+
+
+class BadWindow(AppError):
+    status_code = 400
+    error = "bad_window"
 
 
 @router.get("/costs")
 def get_costs(
     session: SessionDep,
     _key: ViewerAuth,
-    start: Annotated[datetime, Query(alias="from")],
-    end: Annotated[datetime, Query(alias="to")],
+    start: Annotated[AwareDatetime, Query(alias="from", description="ISO 8601 with offset")],
+    end: Annotated[AwareDatetime, Query(alias="to", description="ISO 8601 with offset")],
     group_by: Literal["team", "project", "cluster", "instance_type", "node"] = "team",
 ) -> dict[str, object]:
     """GPU cost in [from, to) by group; the groups add up to ``total``."""
+    if end <= start:
+        raise BadWindow("'to' must be after 'from'")
     report = service.cost_report(session, start=start, end=end, group_by=group_by)
     return {
         "group_by": report.group_by,
