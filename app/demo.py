@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import uvicorn
@@ -24,7 +27,7 @@ from app.db import reset_engine, session_scope
 log = logging.getLogger(__name__)
 
 KEY_FILE_NAME = "demo-admin-key"
-BACKFILL_MINUTES = 60
+BACKFILL_MINUTES = 150  # covers the two finished hours the demo bill charges
 BACKFILL_STEP_SECONDS = 20
 LIVE_INTERVAL_SECONDS = 5.0
 
@@ -82,7 +85,7 @@ def _settings(node: DemoNode, server: str, token: str, index: int) -> AgentSetti
         scenarios=list(node.scenarios),
         seed=index,
         provider="aws",
-        instance_id=f"i-0demo{index:012d}",
+        instance_id=_instance_id(index),
         instance_type=node.instance_type,
         region="us-east-1",
         labels={"team": node.team},
@@ -109,12 +112,79 @@ def backfill(
                     log.warning("backfill of %s: %s %s", node.name, result.status, result.message)
 
 
-def run_fleet(server: str, tokens: dict[str, str], stop: threading.Event) -> None:
-    """Backfill, then run one live simulated agent per demo node until ``stop``."""
+FOCUS_HEADER = (
+    "BillingAccountId", "SubAccountId", "BillingPeriodStart", "BillingPeriodEnd",
+    "ChargePeriodStart", "ChargePeriodEnd", "ChargeCategory", "ChargeDescription", "BilledCost",
+    "EffectiveCost", "ListCost", "BillingCurrency", "PricingQuantity", "PricingUnit",
+    "ProviderName", "ServiceName", "ServiceCategory", "RegionId", "ResourceId", "ResourceType",
+    "SkuId", "Tags", "x_InstanceType",
+)  # fmt: skip
+DEMO_LIST_PRICES = {"p5.48xlarge": Decimal("98.32"), "p4d.24xlarge": Decimal("32.7726")}
+DEMO_SAVINGS = Decimal("0.62")  # effective cost under a savings plan, as a share of list
+
+
+def write_demo_bill(path: Path, *, now: datetime, hours: int = 2) -> int:
+    """A FOCUS 1.2 file for the demo's billed nodes: one row per instance and finished hour.
+
+    The last node gets no rows, so its cost comes from the price book, marked estimated,
+    as happens while a real bill has not arrived yet.
+    """
+    end = now.replace(minute=0, second=0, microsecond=0)
+    month = end.replace(day=1, hour=0)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    rows = 0
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(FOCUS_HEADER)
+        for index, node in enumerate(FLEET[:-1]):
+            listed = DEMO_LIST_PRICES[node.instance_type]
+            for h in range(hours, 0, -1):
+                start = end - timedelta(hours=h)
+                out.writerow([
+                    "111122223333", "444455556666", _z(month), _z(next_month), _z(start),
+                    _z(start + timedelta(hours=1)), "Usage", f"{node.instance_type} instance hour",
+                    listed, (listed * DEMO_SAVINGS).quantize(Decimal("0.0001")), listed, "USD",
+                    "1", "Hours", "AWS", "Amazon Elastic Compute Cloud", "Compute", "us-east-1",
+                    _instance_id(index), "Virtual Machine", f"BoxUsage:{node.instance_type}",
+                    json.dumps({"team": node.team}), node.instance_type,
+                ])  # fmt: skip
+                rows += 1
+    return rows
+
+
+def _z(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _instance_id(index: int) -> str:
+    return f"i-0demo{index:012d}"
+
+
+def import_demo_bill(data_dir: Path) -> None:
+    """Roll up what the agents sent, then import the demo bill, so costs show at once."""
+    from app.billing import service as billing_service
+    from app.usage import service as usage_service
+
+    path = data_dir / "demo-bill-focus.csv"
+    write_demo_bill(path, now=datetime.now(UTC))
+    with session_scope() as session:
+        usage_service.rollup_pending(session)
+    with session_scope() as session:
+        summary = billing_service.import_file(session, path=path)
+    log.info("demo bill: %s rows, %s matched to nodes", summary.rows_accepted, summary.rows_matched)
+
+
+def run_fleet(
+    server: str, tokens: dict[str, str], stop: threading.Event, data_dir: Path | None = None
+) -> None:
+    """Backfill, import a bill, then run one live simulated agent per demo node until ``stop``."""
     _wait_healthy(server, stop)
-    agents = []
     for i, node in enumerate(FLEET):
         backfill(node, server, tokens[node.name], i)
+    if data_dir is not None:
+        import_demo_bill(data_dir)
+    agents = []
+    for i, node in enumerate(FLEET):
         agent = make_agent(_settings(node, server, tokens[node.name], i))
         agent.outbox = MemoryOutbox()
         Sender(agent.outbox, Pusher(server, tokens[node.name])).start()
@@ -143,7 +213,7 @@ def run_demo(*, data_dir: Path, host: str, port: int) -> None:
     server = f"http://{host}:{port}"
     stop = threading.Event()
     threading.Thread(
-        target=run_fleet, args=(server, tokens, stop), name="demo-fleet", daemon=True
+        target=run_fleet, args=(server, tokens, stop, data_dir), name="demo-fleet", daemon=True
     ).start()
     gpus = sum(len(n.scenarios) for n in FLEET)
     print(  # noqa: T201  (the demo talks to its user)

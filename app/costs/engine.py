@@ -130,7 +130,8 @@ def price_gpu_hours(
     *,
     rules: Sequence[str] = DEFAULT_RULES,
 ) -> list[CostRow]:
-    """Every GPU-hour's cost, split over its owners (the rest of the hour is unallocated)."""
+    """Every GPU-hour's cost, split over its owners by their share of the observed time (time
+    with no process is unallocated)."""
     rows: list[CostRow] = []
     for h in hours:
         node = nodes[h.node_id]
@@ -141,13 +142,17 @@ def price_gpu_hours(
             energy_cost = Decimal(str(h.energy_joules)) / JOULES_PER_KWH * energy_price
             if source == "onprem":
                 gpu_cost += energy_cost
-        idle = gpu_cost * Decimal(str(min(h.idle_seconds, 3600.0))) / SECONDS_PER_HOUR
+        # Shares are of the time the agent observed: an hour seen for 20 minutes (agent started
+        # mid-hour, the hour still running) is split as those 20 minutes were, rather than
+        # handing the unseen 40 to "unallocated" or counting them idle.
+        held = sum(o.seconds for o in h.owners)
+        seen_s = max(h.observed_seconds, held) or 3600.0
+        seen = Decimal(str(seen_s))
+        idle = gpu_cost * Decimal(str(min(h.idle_seconds, seen_s))) / seen
         util = Decimal(str(h.utilization_mean or 0)) / 100
         unused = gpu_cost * (1 - min(util, Decimal(1)))
-        held = sum(o.seconds for o in h.owners)
-        scale = 3600.0 / held if held > 3600.0 else 1.0
         shares: list[tuple[OwnerShare | None, Decimal]] = [
-            (o, Decimal(str(o.seconds * scale)) / SECONDS_PER_HOUR) for o in h.owners
+            (o, Decimal(str(o.seconds)) / seen) for o in h.owners
         ]
         rest = 1 - sum((s for _, s in shares), Decimal(0))
         if rest > 0 or not shares:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -12,6 +13,12 @@ from app.deps import SessionDep, ViewerAuth
 from app.errors import AppError
 
 router = APIRouter(prefix="/api/v1", tags=["costs"])
+
+
+def money(value: Decimal) -> str:
+    """The exact amount as plain decimal text: no exponent, no trailing zeros, no rounding
+    (rounding each group separately would break "the groups add up to the total")."""
+    return f"{value.normalize():f}"
 
 
 class BadWindow(AppError):
@@ -35,7 +42,7 @@ def get_costs(
         "group_by": report.group_by,
         "from": report.start,
         "to": report.end,
-        "total": str(report.total),
-        "billed_total": str(report.billed_total),
-        "groups": {k: {n: str(v) for n, v in g.items()} for k, g in report.groups.items()},
+        "total": money(report.total),
+        "billed_total": money(report.billed_total),
+        "groups": {k: {n: money(v) for n, v in g.items()} for k, g in report.groups.items()},
     }

@@ -18,12 +18,14 @@ from sqlalchemy.orm import Session
 from app.auth import service as auth_service
 from app.charts.utilization import utilization_figure
 from app.config import settings
+from app.costs import service as costs_service
 from app.deps import SESSION_COOKIE, SessionDep
 from app.errors import Unauthenticated
 from app.models import ApiKey
 from app.nodes import service as nodes_service
 
 router = APIRouter(include_in_schema=False)
+SPEND_WINDOW = timedelta(hours=24)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
@@ -104,10 +106,19 @@ def index(request: Request, session: SessionDep) -> Response:
     if key is None:
         return _to_login(request)
     gpus, total = nodes_service.list_gpus(session, limit=1000)
+    now = datetime.now(UTC)
+    spend = costs_service.cost_report(session, start=now - SPEND_WINDOW, end=now, group_by="team")
     return templates.TemplateResponse(
         request,
         "index.html",
-        {"figure": _script_json(_figure_json(session)), "gpus": gpus, "total": total, "key": key},
+        {
+            "figure": _script_json(_figure_json(session)),
+            "gpus": gpus,
+            "total": total,
+            "key": key,
+            "spend": spend,
+            "spend_hours": int(SPEND_WINDOW.total_seconds() // 3600),
+        },
     )
 
 

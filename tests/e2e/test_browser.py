@@ -85,4 +85,15 @@ def test_sign_in_and_chart(demo: Demo, browser, tmp_path: Path) -> None:
     assert min(points) > 1
     rows = driver.find_elements(By.CSS_SELECTOR, "#gpu-table tbody tr")
     assert len(rows) >= 12
+    # Spend by team: the demo's four teams, each with a dollar figure.
+    teams = driver.find_elements(By.CSS_SELECTOR, "#spend-table tbody tr")
+    for _ in range(30):
+        if len(teams) >= 4:
+            break
+        driver.refresh()
+        teams = wait.until(
+            ec.presence_of_all_elements_located((By.CSS_SELECTOR, "#spend-table tbody tr"))
+        )
+    assert len(teams) >= 4
+    assert all(row.text.count("$") == 5 for row in teams)
     driver.save_screenshot(str(tmp_path / "fleet.png"))

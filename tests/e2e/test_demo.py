@@ -36,3 +36,37 @@ def test_demo_fleet_reports(demo: Demo) -> None:
 
 def test_demo_key_file_is_private(demo: Demo) -> None:
     assert (demo.data_dir / "demo-admin-key").stat().st_mode & 0o077 == 0
+
+
+def test_demo_bill_prices_the_fleet(demo: Demo) -> None:
+    """The demo imports a bill for three nodes; the fourth is estimated from the price book."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+    from urllib.parse import urlencode
+
+    _wait_for_gpus(demo, 12)
+    assert (demo.data_dir / "demo-bill-focus.csv").exists()
+    report: dict = {}
+    for _ in range(300):
+        now = datetime.now(UTC)
+        query = urlencode(
+            {
+                "from": (now - timedelta(hours=3)).isoformat(),
+                "to": now.isoformat(),
+                "group_by": "node",
+            }
+        )
+        report = demo.get_json(f"/api/v1/costs?{query}")
+        if Decimal(report["billed_total"]) > 0 and len(report["groups"]) >= 4:
+            break
+        time.sleep(0.2)
+    groups = report["groups"]
+    assert len(groups) >= 4
+    assert Decimal(report["billed_total"]) > 0
+    assert "billed_cost" in groups["demo-train-01"]
+    assert "billed_cost" not in groups["demo-mixed-01"]
+    assert Decimal(groups["demo-mixed-01"]["estimated_cost"]) > 0
+    assert sum(Decimal(g["cost"]) for g in groups.values()) == Decimal(report["total"])
+    # The idle node's money is spent on nothing.
+    idle = groups["demo-idle-01"]
+    assert Decimal(idle["unused_cost"]) == Decimal(idle["cost"])

@@ -63,3 +63,16 @@ def test_groups_reconcile_with_total() -> None:
     total = sum(r.cost for r in rows)
     for by in ("team", "project", "cluster", "instance_type", "node"):
         assert sum(g["cost"] for g in group_costs(rows, NODES, by).values()) == total
+
+
+def test_partly_observed_hour_is_split_as_observed() -> None:
+    """An hour seen for 20 minutes (agent started mid-hour) goes to whoever held the GPU then."""
+    billed = {(1, T0): Decimal("16")}
+    hour = GpuHour(10, 1, T0, 1200.0, 0.0, 1200.0, None, [OwnerShare(900.0, namespace="search")])
+    rows = price_gpu_hours([hour], NODES, billed, BOOK)
+    assert [(r.team, r.cost) for r in rows] == [
+        ("search", Decimal("1.5")),
+        ("unallocated", Decimal("0.5")),
+    ]
+    # Idle all the time it was seen: the whole GPU-hour is idle cost.
+    assert sum(r.idle_cost for r in rows) == Decimal(2)

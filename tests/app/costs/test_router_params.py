@@ -39,3 +39,16 @@ def test_costs_need_a_key(client: TestClient) -> None:
         client.get("/api/v1/costs?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z").status_code
         == 401
     )
+
+
+def test_money_is_plain_exact_text() -> None:
+    from decimal import Decimal
+
+    from app.costs.router import money
+
+    assert money(Decimal("462.1016000000000000000000000")) == "462.1016"
+    assert money(Decimal("0E-55")) == "0"
+    assert money(Decimal("1.23E+3")) == "1230"
+    assert Decimal(money(Decimal("8.298599539823009955439999999"))) == Decimal(
+        "8.298599539823009955439999999"
+    )
