@@ -45,7 +45,6 @@ def test_demo_bill_prices_the_fleet(demo: Demo) -> None:
     from urllib.parse import urlencode
 
     _wait_for_gpus(demo, 12)
-    assert (demo.data_dir / "demo-bill-focus.csv").exists()
     report: dict = {}
     for _ in range(300):
         now = datetime.now(UTC)
@@ -60,6 +59,7 @@ def test_demo_bill_prices_the_fleet(demo: Demo) -> None:
         if Decimal(report["billed_total"]) > 0 and len(report["groups"]) >= 4:
             break
         time.sleep(0.2)
+    assert (demo.data_dir / "demo-bill-focus.csv").exists()
     groups = report["groups"]
     assert len(groups) >= 4
     assert Decimal(report["billed_total"]) > 0
