@@ -2,7 +2,8 @@
 
     python -m bench.ingest [--quick] [--workers 2] [--samples-per-batch 6] [--clients 2]
 
-(a) COPY of N generated GPU-sample rows straight into ``gpu_samples`` (the ceiling);
+(a) COPY of N generated GPU-sample rows straight into ``gpu_samples``, with the process and
+host samples that (b)'s requests carry COPYed into their own tables (the ceiling);
 (b) the same rows as agent batches (gzip JSON, 8 GPUs per node, one batch per node per
 ``--samples-per-batch`` intervals: 48 samples at the default, an agent shipping every
 minute) POSTed by ``--agents`` concurrent simulated agents to uvicorn with ``--workers``
@@ -93,7 +94,12 @@ def batches(
 
 
 def raw_copy(url: str, nodes: int, intervals: int) -> float:
-    """Rows/s of COPY of the same rows into ``gpu_samples`` (one transaction)."""
+    """GPU-sample rows/s of COPY of exactly the rows (b)'s requests carry, into the same tables.
+
+    Per interval and node that is 8 GPU samples, their 8 process samples and one host sample
+    (as ``batches`` generates them); the rate counts GPU-sample rows, as (b) does. Ingest's
+    own extra work (dirty marks, ``last_seen``) is part of (b)'s cost, not (a)'s.
+    """
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO clusters (id, name, created_at) VALUES (1, 'c', now())"))
@@ -117,28 +123,38 @@ def raw_copy(url: str, nodes: int, intervals: int) -> float:
 
         with Session(bind=conn) as s:
             partitions.ensure_days(s, days)
-    cols = ["gpu_id", "ts", "utilization_gpu", "memory_used_bytes", "power_watts", "energy_mj",
-            "temperature_c", "process_count", "status"]  # fmt: skip
-    rows = [
-        (g, START + timedelta(seconds=10 * k), float((k * 7 + g) % 100), 20 * 1024**3, 350.0,
-         1_000_000 + k * 3_500_000, 60.0, 1, "ok")
-        for k in range(intervals) for g in range(1, nodes * GPUS_PER_NODE + 1)
-    ]  # fmt: skip
+    gib20 = 20 * 1024**3
+    gpu_ids = range(1, nodes * GPUS_PER_NODE + 1)
+    times = [START + timedelta(seconds=10 * k) for k in range(intervals)]
+    # The values ``batches`` sends (node n's GPUs are 8n+1 … 8n+8 here).
+    tables: dict[str, list[tuple[Any, ...]]] = {
+        "gpu_samples (gpu_id, ts, utilization_gpu, memory_used_bytes, power_watts, energy_mj, "
+        "temperature_c, process_count, status)": [
+            (g, ts, float((k * 7 + (g - 1) // 8) % 100), gib20, 350.0,
+             1_000_000 + k * 3_500_000, 60.0, 1, "ok")
+            for k, ts in enumerate(times) for g in gpu_ids
+        ],
+        "gpu_process_samples (gpu_id, ts, pid, used_memory_bytes, \"user\", namespace)": [
+            (g, ts, 4242, gib20, "alice", "ml") for ts in times for g in gpu_ids
+        ],
+        "host_samples (node_id, ts, iowait_ratio, disk_read_bytes_per_s)": [
+            (n, ts, 0.02, 1e6) for ts in times for n in range(1, nodes + 1)
+        ],
+    }  # fmt: skip
     raw: Any = engine.raw_connection()
     try:
         t0 = time.perf_counter()
-        with (
-            raw.cursor() as cur,
-            cur.copy(f"COPY gpu_samples ({', '.join(cols)}) FROM STDIN") as cp,
-        ):
-            for row in rows:
-                cp.write_row(row)
+        with raw.cursor() as cur:
+            for target, rows in tables.items():
+                with cur.copy(f"COPY {target} FROM STDIN") as cp:
+                    for row in rows:
+                        cp.write_row(row)
         raw.commit()
         elapsed = time.perf_counter() - t0
     finally:
         raw.close()
         engine.dispose()
-    return len(rows) / elapsed
+    return nodes * GPUS_PER_NODE * intervals / elapsed
 
 
 def _free_port() -> int:
@@ -288,7 +304,9 @@ def main() -> None:
             migrate.upgrade(url)
         copy_rate = raw_copy(copy_url, nodes, intervals)
         print(
-            f"(a) COPY into gpu_samples: {copy_rate:,.0f} rows/s ({nodes * 8 * intervals:,} rows)"
+            f"(a) COPY into gpu_samples + gpu_process_samples + host_samples: {copy_rate:,.0f} "
+            f"GPU-sample rows/s ({nodes * 8 * intervals:,} GPU samples, as many process "
+            f"samples, {nodes * intervals:,} host samples)"
         )
         work = batches(nodes, intervals, args.samples_per_batch)
         http = http_ingest(http_url, work, args.workers, args.agents, args.clients)

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth_service
-from app.ingest import service
+from app.ingest import repository, service
 from app.models import Gpu, GpuProcessSample, GpuSample, HostSample, Node, NodeToken, RollupDirty
 from app.usage import partitions
 from tests.factories.nodes import create_node_token, make_batch
@@ -164,6 +164,62 @@ class TestDirtyMarks:
         assert _count(session, HostSample) == 3
         assert _dirty(session) == set()
         assert len(_dirty(session, "host")) == 1
+
+
+class TestLargeBatches:
+    """At ``COPY_MIN_SAMPLES`` and above PostgreSQL stages the rows with COPY; same results."""
+
+    def test_staged_batch_is_idempotent_and_marks_only_new_rows(
+        self, client: TestClient, session: Session
+    ) -> None:
+        token = create_node_token(session)
+        per_gpu = repository.COPY_MIN_SAMPLES // 2 + 1  # two GPUs: just over the threshold
+        big = make_batch(samples_per_gpu=per_gpu)
+        r = _post(client, token, big).json()
+        assert (r["inserted"], r["duplicates"]) == (2 * per_gpu, 0)
+        assert (r["host_inserted"], r["host_duplicates"]) == (per_gpu, 0)
+        assert _count(session, GpuSample) == 2 * per_gpu == _count(session, GpuProcessSample)
+        assert _count(session, HostSample) == per_gpu
+        marks = _dirty(session)
+        assert len(marks) == 2 * len({b for _, b in marks})
+        session.execute(delete(RollupDirty))
+        # A retry stores and marks nothing; half new, half old stores the new half only.
+        r = _post(client, token, big).json()
+        assert (r["inserted"], r["duplicates"], r["host_inserted"]) == (0, 2 * per_gpu, 0)
+        assert _dirty(session) == set() == _dirty(session, "host")
+        shifted = make_batch(
+            samples_per_gpu=per_gpu, start=T0 + timedelta(seconds=10 * (per_gpu // 2))
+        )
+        r = _post(client, token, shifted).json()
+        new = per_gpu // 2  # shifted by that many intervals
+        assert (r["inserted"], r["duplicates"]) == (2 * new, 2 * (per_gpu - new))
+        assert _count(session, GpuSample) == 2 * (per_gpu + new)
+        assert _dirty(session)
+        node = session.scalars(select(Node)).one()
+        session.refresh(node)
+        assert node.last_seen == T0 + timedelta(seconds=10 * (per_gpu // 2 + per_gpu - 1))
+        if session.get_bind().dialect.name == "postgresql":
+            staged = session.execute(
+                text("SELECT (SELECT count(*) FROM _ingest_gpu_samples) + "
+                     "(SELECT count(*) FROM _ingest_gpu_process_samples) + "
+                     "(SELECT count(*) FROM _ingest_host_samples)")
+            ).scalar()  # fmt: skip
+            assert staged == 0
+
+    def test_a_staged_batch_naming_another_nodes_gpu_writes_nothing(
+        self, client: TestClient, session: Session
+    ) -> None:
+        token_a = create_node_token(session, node="node-a")
+        token_b = create_node_token(session, node="node-b")
+        assert _post(client, token_a, make_batch(node="node-a")).status_code == 200
+        assert _post(client, token_b, make_batch(node="node-b")).status_code == 200
+        later = T0 + timedelta(minutes=5)
+        stolen = make_batch(node="node-a", samples_per_gpu=repository.COPY_MIN_SAMPLES, start=later)
+        stolen["gpus"].append({"uuid": "GPU-node-b-0", "index": 2})
+        stolen["samples"].append({"gpu_uuid": "GPU-node-b-0", "ts": later.isoformat()})
+        assert _post(client, token_a, stolen).status_code == 403
+        assert _count(session, GpuSample, GpuSample.ts >= later) == 0
+        assert _count(session, HostSample, HostSample.ts >= later) == 0
 
 
 class TestPartitionCache:
