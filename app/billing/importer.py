@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from app.billing.formats import SPECS, Format, FormatSpec, detect_format, focus_version
 
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 4 << 20  # 4 MiB measured as fast as 16 MiB on 100k rows, peak RSS 290 vs 390 MB
 PARQUET_BATCH_ROWS = 100_000
 JSONL_BATCH_ROWS = 50_000
 MAX_REPORTED_ERRORS = 20
@@ -446,6 +446,7 @@ class LineItems:
     def __init__(self, batch: pa.RecordBatch) -> None:
         self._batch = batch
         self._rates: pa.Array | None = None
+        self._nodes: pa.Array | None = None
 
     @property
     def num_rows(self) -> int:
@@ -464,6 +465,16 @@ class LineItems:
         index = pc.index_in(self._batch.column("billing_currency"), value_set=pa.array(order))
         self._rates = pc.take(pa.array([rates[c] for c in order], MONEY), index)
 
+    def set_nodes(self, known: dict[str, int]) -> int:
+        """Each row's node (by lower-cased resource key) for the COPY; returns the matched count.
+
+        Matching here, not by an UPDATE after the COPY, spares an index on the resource key and
+        a second version of every matched row.
+        """
+        self._nodes = map_values(lambda k: known.get(k.lower()) if k else None, pa.int32(),
+                                 self._batch.column("x_resource_key"))  # fmt: skip
+        return int(len(self._nodes) - self._nodes.null_count)
+
     def totals(self) -> dict[str, tuple[Decimal, Decimal]]:
         """BilledCost and EffectiveCost sums per currency."""
         table = pa.Table.from_batches([self._batch]).group_by("billing_currency")
@@ -478,9 +489,6 @@ class LineItems:
         table = pa.Table.from_batches([self._batch.select(keys)]).group_by(keys).aggregate([])
         return {(a, p.astimezone(UTC)) for a, p in zip(*table.to_pydict().values(), strict=True)}
 
-    def resource_keys(self) -> set[str]:
-        return set(pc.unique(self._batch.column("x_resource_key")).drop_null().to_pylist())
-
     def _with_prefix(
         self, prefix: tuple[int, str, str], time_text: Callable[[Any], Any]
     ) -> pa.RecordBatch:
@@ -492,7 +500,8 @@ class LineItems:
                 pa.repeat(pa.scalar(prefix[2], STRING), n), rates]  # fmt: skip
         body = [map_values(time_text, STRING, a) if a.type == TIME else a
                 for a in self._batch.columns]  # fmt: skip
-        return pa.RecordBatch.from_arrays([*head, *body], names=[*PREFIX_COLUMNS, *FIELDS])
+        nodes = self._nodes if self._nodes is not None else pa.nulls(n, pa.int32())
+        return pa.RecordBatch.from_arrays([*head, *body, nodes], names=list(COLUMNS))
 
     def copy_csv(self, prefix: tuple[int, str, str]) -> bytes:
         """CSV for PostgreSQL ``COPY … (FORMAT csv)`` in ``COLUMNS`` order: null unquoted, text quoted."""
@@ -516,4 +525,4 @@ class LineItems:
 
 
 PREFIX_COLUMNS = ("import_id", "x_source_system", "x_dataset", "x_exchange_rate")
-COLUMNS = PREFIX_COLUMNS + FIELDS
+COLUMNS = (*PREFIX_COLUMNS, *FIELDS, "node_id")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from queue import Queue
@@ -12,7 +12,7 @@ from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.billing.importer import COLUMNS, LineItems
-from app.models import BillingLineItem, Node
+from app.models import BillingImport, BillingLineItem, Node
 
 Writer = Callable[[LineItems], int]
 COPY_QUEUE_CHUNKS = 2  # CSV chunks waiting for the server (each about CHUNK_BYTES of input)
@@ -98,16 +98,31 @@ def replace_scopes(
     dataset: str,
     scopes: set[tuple[str, datetime]],
 ) -> int:
-    """Delete older rows of the same source, dataset, account and billing period."""
+    """Delete older rows of the same source, dataset, account and billing period.
+
+    Each import records its scopes (``options["scopes"]``), so the delete names the earlier
+    imports of a scope and reads their rows through the primary key (import_id, row_number).
+    """
+    wanted = {(account, period.isoformat()) for account, period in scopes}
+    earlier: dict[tuple[str, str], list[int]] = {}
+    for other_id, options in session.execute(
+        select(BillingImport.id, BillingImport.options).where(
+            BillingImport.source_system == source_system,
+            BillingImport.dataset == dataset,
+            BillingImport.status == "succeeded",
+            BillingImport.id != import_id,
+        )
+    ):
+        for account, period in (options or {}).get("scopes", []):
+            if (account, period) in wanted:
+                earlier.setdefault((account, period), []).append(other_id)
     removed = 0
-    for account, period in scopes:
+    for (account, period), ids in earlier.items():
         result = session.execute(
             delete(BillingLineItem).where(
-                BillingLineItem.x_source_system == source_system,
-                BillingLineItem.x_dataset == dataset,
+                BillingLineItem.import_id.in_(ids),
                 BillingLineItem.billing_account_id == account,
-                BillingLineItem.billing_period_start == period,
-                BillingLineItem.import_id != import_id,
+                BillingLineItem.billing_period_start == datetime.fromisoformat(period),
             )
         )
         removed += result.rowcount  # type: ignore[attr-defined]
@@ -124,8 +139,13 @@ def node_keys(session: Session) -> dict[str, int]:
     return keys
 
 
-def match_nodes(session: Session, *, import_ids: Sequence[int] | None, keys: set[str]) -> int:
-    """Set ``node_id`` on line items whose resource key names a known node; returns the count."""
+def match_nodes(session: Session, *, keys: set[str]) -> int:
+    """Set ``node_id`` on line items whose resource key names a known node; returns the count.
+
+    Imports match rows as they are written (``LineItems.set_nodes``); this is for nodes that
+    registered later. There is no index on the resource key (it would slow every import), so each
+    key is a scan: run it rarely.
+    """
     known = node_keys(session)
     matched = 0
     for key in keys:
@@ -133,8 +153,6 @@ def match_nodes(session: Session, *, import_ids: Sequence[int] | None, keys: set
         if node_id is None:
             continue
         stmt = update(BillingLineItem).where(BillingLineItem.x_resource_key == key)
-        if import_ids is not None:
-            stmt = stmt.where(BillingLineItem.import_id.in_(import_ids))
         matched += session.execute(stmt.values(node_id=node_id)).rowcount  # type: ignore[attr-defined]
     return matched
 

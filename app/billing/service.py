@@ -112,7 +112,6 @@ class _Totals:
         self.rates = {k.upper(): v for k, v in rates.items()}
         self.sums: dict[str, list[Decimal]] = {}
         self.scopes: set[tuple[str, datetime]] = set()
-        self.keys: set[str] = set()
         self.unrated: dict[str, int] = {}
 
     def rate(self, currency: str) -> Decimal | None:
@@ -142,7 +141,6 @@ class _Totals:
             sums[0] += billed
             sums[1] += effective
         self.scopes |= items.scopes()
-        self.keys |= items.resource_keys()
         return True
 
     def as_json(self) -> dict[str, dict[str, str]]:
@@ -185,6 +183,7 @@ def import_file(
         reader.spec.source_system, reader.dataset, "running")  # fmt: skip
     session.flush()
     totals = _Totals(currency, rates or {})
+    known = repository.node_keys(session)
     total_bytes = path.stat().st_size
     prefix = (record.id, reader.spec.source_system, reader.dataset)
     with repository.line_item_writer(session, prefix) as write:
@@ -192,6 +191,7 @@ def import_file(
             record.rows_read += chunk.rows_read
             items = chunk.items
             if items is not None and totals.add(items, reader.errors) and not reader.errors.count:
+                record.rows_matched += items.set_nodes(known)
                 record.rows_accepted += write(items)  # once the file is rejected, stop writing
             record.bytes_read = chunk.bytes_read
             if progress is not None:
@@ -203,11 +203,11 @@ def import_file(
         session, import_id=record.id, source_system=reader.spec.source_system,
         dataset=reader.dataset, scopes=totals.scopes,
     )  # fmt: skip
-    record.rows_matched = repository.match_nodes(session, import_ids=[record.id], keys=totals.keys)
     savepoint.commit()
     record.totals = totals.as_json()
+    scopes = sorted([a, p.isoformat()] for a, p in totals.scopes)  # for later corrections
     record.options = {**record.options, "warnings": reader.warnings,
-                      "reporting_currency": totals.reporting}  # fmt: skip
+                      "reporting_currency": totals.reporting, "scopes": scopes}  # fmt: skip
     record.status, record.finished_at = "succeeded", _now()
     session.flush()
     return summary_of(record)
@@ -233,4 +233,4 @@ def list_imports(session: Session, *, limit: int = 50) -> list[BillingImport]:
 
 def rematch_nodes(session: Session) -> int:
     """Match every line item to known nodes again (after new nodes register)."""
-    return repository.match_nodes(session, import_ids=None, keys=repository.distinct_keys(session))
+    return repository.match_nodes(session, keys=repository.distinct_keys(session))

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -45,22 +45,25 @@ class BillingLineItem(Base):
     """A bill row under FOCUS column names; costs in the row's own currency."""
 
     __tablename__ = "billing_line_items"
+    # Every index is paid per row by each import's COPY (bench/billing_import), so there are only
+    # two: the primary key (import, file row), which the corrections' delete uses (it names the
+    # earlier imports of a scope), and the cost join's index, partial because only rows matched to
+    # a node are ever read by it (``costs.service._charges``/``_nodes``; node deletes SET NULL).
     __table_args__ = (
-        Index("ix_billing_line_items_resource_period", "x_resource_key", "charge_period_start"),
         Index(
-            "ix_billing_line_items_scope",
-            "x_source_system",
-            "billing_account_id",
-            "billing_period_start",
+            "ix_billing_line_items_node_charge",
+            "node_id",
+            "charge_period_end",
+            postgresql_where=text("node_id IS NOT NULL"),
+            sqlite_where=text("node_id IS NOT NULL"),
         ),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
     # No foreign key: its per-row check was ~30% of the COPY time of an import (bench/billing_import).
     # Line items are only written by ``service.import_file`` under its own import row, in the
     # same transaction, and imports are never deleted.
-    import_id: Mapped[int] = mapped_column(Integer, index=True)
-    row_number: Mapped[int] = mapped_column(Integer)
+    import_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    row_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     x_source_system: Mapped[str] = mapped_column(String(40))
     x_dataset: Mapped[str] = mapped_column(String(20), default="")
     billing_account_id: Mapped[str] = mapped_column(String(200), default="")
@@ -89,9 +92,7 @@ class BillingLineItem(Base):
     x_gpu_model: Mapped[str | None] = mapped_column(String(100))
     x_gpu_count: Mapped[int | None] = mapped_column(Integer)
     x_cost_component: Mapped[str] = mapped_column(String(20))
-    node_id: Mapped[int | None] = mapped_column(
-        ForeignKey("nodes.id", ondelete="SET NULL"), index=True
-    )
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"))
 
 
 class PriceBookEntry(Base):

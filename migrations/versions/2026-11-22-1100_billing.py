@@ -55,7 +55,6 @@ def upgrade() -> None:
     )
     op.create_table(
         "billing_line_items",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("import_id", sa.Integer(), nullable=False),
         sa.Column("row_number", sa.Integer(), nullable=False),
         sa.Column("x_source_system", sa.String(length=40), nullable=False),
@@ -93,25 +92,15 @@ def upgrade() -> None:
             name=op.f("fk_billing_line_items_node_id_nodes"),
             ondelete="SET NULL",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_line_items")),
+        sa.PrimaryKeyConstraint("import_id", "row_number", name=op.f("pk_billing_line_items")),
     )
     op.create_index(
-        op.f("ix_billing_line_items_import_id"), "billing_line_items", ["import_id"], unique=False
-    )
-    op.create_index(
-        op.f("ix_billing_line_items_node_id"), "billing_line_items", ["node_id"], unique=False
-    )
-    op.create_index(
-        "ix_billing_line_items_resource_period",
+        "ix_billing_line_items_node_charge",
         "billing_line_items",
-        ["x_resource_key", "charge_period_start"],
+        ["node_id", "charge_period_end"],
         unique=False,
-    )
-    op.create_index(
-        "ix_billing_line_items_scope",
-        "billing_line_items",
-        ["x_source_system", "billing_account_id", "billing_period_start"],
-        unique=False,
+        postgresql_where=sa.text("node_id IS NOT NULL"),
+        sqlite_where=sa.text("node_id IS NOT NULL"),
     )
     op.create_table(
         "price_book_entries",
@@ -143,10 +132,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("uq_price_book_entries_key", table_name="price_book_entries")
     op.drop_table("price_book_entries")
-    op.drop_index("ix_billing_line_items_scope", table_name="billing_line_items")
-    op.drop_index("ix_billing_line_items_resource_period", table_name="billing_line_items")
-    op.drop_index(op.f("ix_billing_line_items_node_id"), table_name="billing_line_items")
-    op.drop_index(op.f("ix_billing_line_items_import_id"), table_name="billing_line_items")
+    op.drop_index("ix_billing_line_items_node_charge", table_name="billing_line_items")
     op.drop_table("billing_line_items")
     op.drop_index(op.f("ix_billing_imports_file_sha256"), table_name="billing_imports")
     op.drop_table("billing_imports")

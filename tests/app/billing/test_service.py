@@ -130,6 +130,23 @@ def test_same_file_twice_changes_nothing(session: Session, tmp_path: Path) -> No
     ) == before
 
 
+def test_matched_on_import_and_rematched_after_a_node_registers(
+    session: Session, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    samples.write_cur2(tmp_path / "cur2.csv", 50)
+    first = service.import_file(session, path=tmp_path / "cur2.csv")
+    assert first.rows_matched == 0
+    session.add(Node(name="aws-1", instance_id="I-00000000000000001", labels={},
+                     created_at=datetime.now(UTC)))  # fmt: skip
+    session.flush()
+    matched = service.rematch_nodes(session)
+    stored = session.scalar(select(func.count()).where(BillingLineItem.node_id.is_not(None)))
+    assert matched == stored
+    assert matched > 0
+
+
 def test_corrected_export_replaces_the_period(session: Session, tmp_path: Path) -> None:
     samples.write_cur2(tmp_path / "v1.csv", 100, seed=1)
     corrected = samples.write_cur2(tmp_path / "v2.csv", 80, seed=7)
