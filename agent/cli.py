@@ -26,6 +26,7 @@ from agent.config import (
     AgentSettings,
     from_env,
     parse_labels,
+    resolve_token,
 )
 from agent.loop import Agent
 from agent.pusher import Pusher, Sender
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--server", help="GPU Ledger server URL, e.g. https://ledger.example.com")
     p.add_argument("--token", help="this node's token (gpuledger token create --node NAME)")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="read the node token from this file instead (a mounted Secret, a 0600 file)",
+    )
     p.add_argument("--node-name", help="node name the token was issued for (default: hostname)")
     p.add_argument("--cluster", help="cluster this node belongs to")
     p.add_argument(
@@ -140,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 _FLAG_FIELDS = (
     "server",
     "token",
+    "token_file",
     "node_name",
     "cluster",
     "interval",
@@ -232,6 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = settings_from_args(args)
+        resolve_token(settings)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -239,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     shipping = settings.ship and not (debug_print and not settings.server)
     if shipping and (not settings.server or not settings.token):
         print(
-            "error: --server and --token are required to ship (or use --no-ship)", file=sys.stderr
+            "error: --server and --token (or --token-file) are required to ship (or use --no-ship)",
+            file=sys.stderr,
         )
         return 2
     spool = None

@@ -25,6 +25,7 @@ CONFIG_FILE = Path("/etc/gpuledger/agent.toml")
 class AgentSettings:
     server: str | None = None
     token: str | None = None
+    token_file: Path | None = None  # read the token from here (a mounted Secret, a 0600 file)
     node_name: str = field(default_factory=socket.gethostname)
     cluster: str | None = None
     interval: float = COLLECT_INTERVAL_SECONDS
@@ -117,3 +118,16 @@ def from_env(
         if raw is not None:
             values[name] = _parse(name, raw)
     return AgentSettings(**values)
+
+
+def resolve_token(settings: AgentSettings) -> None:
+    """Fill ``token`` from ``token_file`` when only the file is given; ValueError if unusable."""
+    if settings.token or settings.token_file is None:
+        return
+    try:
+        token = settings.token_file.read_text().strip()
+    except OSError as e:
+        raise ValueError(f"cannot read the token file {settings.token_file}: {e.strerror}") from e
+    if not token:
+        raise ValueError(f"the token file {settings.token_file} is empty")
+    settings.token = token

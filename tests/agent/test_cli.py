@@ -77,3 +77,54 @@ def test_once_print_is_one_valid_batch(capsys: pytest.CaptureFixture[str]) -> No
 def test_shipping_needs_a_server(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--simulate", "1", "--metrics-port", "0"]) == 2
     assert "--server and --token" in capsys.readouterr().err
+
+
+class TestTokenFile:
+    """A DaemonSet mounts one Secret key per node; the agent reads its own from a file."""
+
+    def test_token_read_from_file(self, tmp_path: Path) -> None:
+        from agent.config import resolve_token
+
+        (tmp_path / "gpu-node-7").write_text("gpln_secret-of-node-7\n")
+        args = build_parser().parse_args(["--token-file", str(tmp_path / "gpu-node-7")])
+        settings = settings_from_args(args, base=from_env({}))
+        resolve_token(settings)
+        assert settings.token == "gpln_secret-of-node-7"
+
+    def test_env_names_the_file_and_a_token_wins(self, tmp_path: Path) -> None:
+        from agent.config import resolve_token
+
+        path = tmp_path / "token"
+        path.write_text("gpln_from-file")
+        settings = from_env({"GPULEDGER_AGENT_TOKEN_FILE": str(path)})
+        resolve_token(settings)
+        assert settings.token == "gpln_from-file"
+        explicit = from_env(
+            {"GPULEDGER_AGENT_TOKEN_FILE": str(path), "GPULEDGER_AGENT_TOKEN": "gpln_flag"}
+        )
+        resolve_token(explicit)
+        assert explicit.token == "gpln_flag"
+
+    @pytest.mark.parametrize("content", [None, "  \n"])
+    def test_missing_or_empty_file_is_a_clear_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None
+    ) -> None:
+        path = tmp_path / "token"
+        if content is not None:
+            path.write_text(content)
+        code = main(
+            [
+                "--server",
+                "http://127.0.0.1:9",
+                "--token-file",
+                str(path),
+                "--spool-dir",
+                str(tmp_path / "spool"),
+                "--metrics-port",
+                "0",
+            ]
+        )
+        assert code == 2
+        err = capsys.readouterr().err
+        assert str(path) in err
+        assert ("empty" if content is not None else "cannot read") in err
