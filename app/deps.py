@@ -12,7 +12,7 @@ from app.auth import service as auth_service
 from app.auth.service import Role
 from app.db import get_session
 from app.errors import Forbidden, Unauthenticated
-from app.models import ApiKey, NodeToken
+from app.models import ApiKey
 
 SESSION_COOKIE = "gpuledger_key"
 
@@ -25,17 +25,6 @@ def bearer_secret(header: str | None) -> str | None:
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return None
-
-
-def get_node_token(request: Request, session: SessionDep) -> NodeToken:
-    """The node token in the Authorization header (ingest)."""
-    secret = bearer_secret(request.headers.get("authorization"))
-    if secret is None:
-        raise Unauthenticated("missing bearer node token")
-    return auth_service.authenticate_node(session, secret)
-
-
-NodeAuth = Annotated[NodeToken, Depends(get_node_token)]
 
 
 def require_role(role: Role) -> Callable[[Request, Session], ApiKey]:
