@@ -32,6 +32,15 @@ def _count(session: Session, model, *where) -> int:
     return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
 
+def _two_known_nodes(client: TestClient, session: Session) -> str:
+    """node-a and node-b, each with stored GPUs; returns node-a's token."""
+    token_a = create_node_token(session, node="node-a")
+    token_b = create_node_token(session, node="node-b")
+    assert _post(client, token_a, make_batch(node="node-a")).status_code == 200
+    assert _post(client, token_b, make_batch(node="node-b")).status_code == 200
+    return token_a
+
+
 def _dirty(session: Session, kind: str = "gpu") -> set[tuple[int, datetime]]:
     rows = session.execute(
         select(RollupDirty.entity_id, RollupDirty.bucket).where(RollupDirty.kind == kind)
@@ -43,10 +52,7 @@ class TestTokensAndNodes:
     def test_a_known_token_still_cannot_write_another_node(
         self, client: TestClient, session: Session
     ) -> None:
-        token_a = create_node_token(session, node="node-a")
-        token_b = create_node_token(session, node="node-b")
-        assert _post(client, token_a, make_batch(node="node-a")).status_code == 200
-        assert _post(client, token_b, make_batch(node="node-b")).status_code == 200
+        token_a = _two_known_nodes(client, session)
         # Both nodes and their GPUs are known now; a later batch is still checked.
         later = T0 + timedelta(minutes=5)
         assert _post(client, token_a, make_batch(node="node-b", start=later)).status_code == 403
@@ -209,10 +215,7 @@ class TestLargeBatches:
     def test_a_staged_batch_naming_another_nodes_gpu_writes_nothing(
         self, client: TestClient, session: Session
     ) -> None:
-        token_a = create_node_token(session, node="node-a")
-        token_b = create_node_token(session, node="node-b")
-        assert _post(client, token_a, make_batch(node="node-a")).status_code == 200
-        assert _post(client, token_b, make_batch(node="node-b")).status_code == 200
+        token_a = _two_known_nodes(client, session)
         later = T0 + timedelta(minutes=5)
         stolen = make_batch(node="node-a", samples_per_gpu=repository.COPY_MIN_SAMPLES, start=later)
         stolen["gpus"].append({"uuid": "GPU-node-b-0", "index": 2})
