@@ -31,6 +31,7 @@ class PeriodicJob:
 # The one list of periodic work; names are imported lazily, so this module imports nothing.
 PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("usage.rollup", 60.0, "app.usage.tasks:rollup"),
+    PeriodicJob("costs.reprice", 60.0, "app.costs.tasks:reprice"),
     PeriodicJob("usage.retention", 3600.0, "app.usage.tasks:apply_retention"),
 ]
 

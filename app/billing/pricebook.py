@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.billing.catalog import PriceEntry, read_pricebook, shipped_pricebook
+from app.costs import dirty as cost_dirty
 from app.models import PriceBookEntry
 
 _FIELDS = [f.name for f in dataclasses.fields(PriceEntry)]
@@ -47,6 +48,9 @@ def upsert_entries(session: Session, entries: list[PriceEntry]) -> int:
             setattr(row, name, getattr(entry, name))
         row.updated_at = now
     session.flush()
+    # Every hour priced (or left unpriced) by the price book is re-priced with the new entries.
+    cost_dirty.mark_ledger(session, sources=["estimated", "onprem", "unpriced"],
+                           instance_types=[e.instance_type for e in entries])  # fmt: skip
     return len(entries)
 
 

@@ -17,6 +17,7 @@ from app.billing import repository
 from app.billing.errors import ImportNotFound
 from app.billing.formats import Format
 from app.billing.importer import BillingFileError, BillingReader, LineItems, RowError, _Errors
+from app.costs import ledger as cost_ledger
 from app.models import BillingImport
 
 Progress = Callable[[int, int, int], None]  # bytes read, file bytes, rows read
@@ -210,6 +211,8 @@ def import_file(
                       "reporting_currency": totals.reporting, "scopes": scopes}  # fmt: skip
     record.status, record.finished_at = "succeeded", _now()
     session.flush()
+    # The ledger re-prices the hours this bill covers, replaces or re-rates (costs.reprice).
+    cost_ledger.mark_import(session, record.id, {p for _, p in totals.scopes})
     return summary_of(record)
 
 

@@ -1,8 +1,13 @@
-"""The cost of every GPU-hour and who it goes to: a pure core, tested with constructed hours.
+"""The price of every GPU-hour and who it goes to: a pure core, tested with constructed hours.
 
 Cloud nodes take their matched bill rows (effective cost; GCP's GPU and VM lines summed per hour;
-a daily Azure row spread over the hours the node ran that day); without a bill the price book
-estimates (``estimated``). On-prem nodes cost amortized hardware plus energy x $/kWh x PUE.
+a daily Azure row spread over the hours the node ran that day). A bill row is counted whole: if no
+GPU of the node reported in a billed hour, the hour still appears, unallocated, with no GPU time.
+Without a bill the price book estimates the hour at list price x the effective/list ratio the
+node's (or its instance type's) bills show, and only for the time the node was observed in it
+(short gaps between samples count as running), so a partly seen hour or the hour in progress
+costs what has passed. On-prem nodes cost amortized hardware for the observed time plus energy x
+$/kWh x PUE. A node with no price is counted in unpriced GPU-hours, with the reason, never as $0.
 A node's hour is split equally over its GPUs, then over the GPU's owners by time share.
 """
 
@@ -15,7 +20,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from app.billing.pricebook import PriceBook
+from app.billing.catalog import PriceEntry
 from app.usage.types import GpuHour, OwnerShare
 
 HOUR = timedelta(hours=1)
@@ -24,6 +29,8 @@ JOULES_PER_KWH = Decimal(3_600_000)
 HOURS_PER_MONTH = Decimal(730)
 UNALLOCATED = "unallocated"
 DEFAULT_RULES = ("namespace", "account", "label:team", "tag:team", "tag:cost-center", "user")
+DEFAULT_CURRENCY = "USD"
+NO_GPU = 0  # ``gpu_id`` of a billed hour in which no GPU of the node reported
 
 
 @dataclass(frozen=True)
@@ -41,31 +48,56 @@ class NodeInfo:
 
 @dataclass(frozen=True)
 class Charge:
-    """A matched bill row: ``amount`` in the reporting currency over [start, end)."""
+    """A matched bill row: ``amount`` in ``currency`` (the import's) over [start, end)."""
 
     node_id: int
     start: datetime
     end: datetime
     amount: Decimal
+    currency: str = DEFAULT_CURRENCY
 
 
 @dataclass(frozen=True)
-class CostRow:
-    """One owner's share of one GPU-hour."""
+class Ratio:
+    """Effective/list cost ratio applied to price-book estimates, and where it came from."""
 
-    gpu_id: int
+    value: Decimal
+    basis: str
+
+
+LIST_PRICE = Ratio(Decimal(1), "list price (no bill shows a discount yet)")
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One owner's share of one GPU-hour: a ``cost_ledger_hours`` row."""
+
     node_id: int
     hour: datetime
+    gpu_id: int
+    owner: str  # "" = unallocated
+    currency: str
     team: str
     project: str
+    source: str  # billed | estimated | onprem | unpriced
+    gpu_seconds: float
     cost: Decimal
+    utilized_cost: Decimal
     idle_cost: Decimal
     unused_cost: Decimal
+    energy_joules: float
     energy_cost: Decimal
-    source: str  # billed | estimated | onprem | unpriced
+    node_hour_price: Decimal | None = None
+    price_ratio: Decimal | None = None
+    price_basis: str | None = None
+    unpriced_reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-def _hours(start: datetime, end: datetime) -> list[datetime]:
+def hours_between(start: datetime, end: datetime) -> list[datetime]:
+    """Starts of the hours that [start, end) touches."""
     first = start.replace(minute=0, second=0, microsecond=0)
     out = []
     while first < end:
@@ -76,15 +108,16 @@ def _hours(start: datetime, end: datetime) -> list[datetime]:
 
 def node_hour_costs(
     charges: Iterable[Charge], running: dict[int, set[datetime]]
-) -> dict[tuple[int, datetime], Decimal]:
-    """Bill rows as cost per node-hour; longer rows spread over the hours the node ran."""
-    out: dict[tuple[int, datetime], Decimal] = defaultdict(Decimal)
+) -> dict[tuple[int, datetime, str], Decimal]:
+    """Bill rows as cost per (node, hour, currency); longer rows spread over the hours the node
+    ran (over all their hours if it ran in none), so every row is counted whole."""
+    out: dict[tuple[int, datetime, str], Decimal] = defaultdict(Decimal)
     for c in charges:
-        hours = _hours(c.start, c.end)
+        hours = hours_between(c.start, c.end)
         ran = [h for h in hours if h in running.get(c.node_id, set())] or hours
         share = c.amount / len(ran)
         for h in ran:
-            out[(c.node_id, h)] += share
+            out[(c.node_id, h, c.currency)] += share
     return out
 
 
@@ -104,87 +137,165 @@ def owner_team(owner: OwnerShare | None, node: NodeInfo, rules: Sequence[str]) -
     return UNALLOCATED
 
 
-def _hour_price(hour: GpuHour, node: NodeInfo, billed: dict[tuple[int, datetime], Decimal],
-                book: PriceBook) -> tuple[Decimal, str, Decimal | None]:  # fmt: skip
-    """(node cost of the hour, source, energy price per kWh x PUE or None)."""
-    entry = book.find(node.provider, node.instance_type, node.region)
-    energy = None
-    if entry and entry.energy_price_kwh is not None:
-        energy = entry.energy_price_kwh * (entry.pue or Decimal(1))
-    if (node.node_id, hour.hour) in billed:
-        return billed[(node.node_id, hour.hour)], "billed", energy
-    if entry is None:
-        return Decimal(0), "unpriced", energy
+def owner_label(owner: OwnerShare) -> str:
+    """The most specific name of who held the GPU: job, then pod, then user."""
+    if owner.job_id:
+        return f"job {owner.job_id}" + (f" ({owner.account})" if owner.account else "")
+    if owner.pod_name:
+        return f"pod {owner.namespace or 'default'}/{owner.pod_name}"
+    if owner.namespace:
+        return f"namespace {owner.namespace}"
+    if owner.user:
+        return f"user {owner.user}"
+    if owner.account:
+        return f"account {owner.account}"
+    return "process (owner unknown)"
+
+
+def unpriced_reason(node: NodeInfo, entry: PriceEntry | None) -> str | None:
+    """Why the price book cannot price ``node`` (None when it can)."""
+    if entry is not None:
+        if entry.hourly_price is None and entry.hardware_cost is None:
+            return f"the price book entry for {entry.instance_type} has no price"
+        return None
+    if not node.instance_type:
+        if not node.provider:
+            return "the agent reports no provider and no instance type, and no bill names the node"
+        return f"the agent reports no instance type ({node.provider}), and no bill names the node"
+    provider = node.provider or "no provider"
+    return (
+        f"{node.instance_type} ({provider}) is not in the price book, and no bill covers the hour"
+    )
+
+
+@dataclass(frozen=True)
+class _Price:
+    source: str
+    currency: str
+    node_hour: Decimal | None  # whole node-hour price (billed amount, list price, amortisation)
+    per_gpu_second: Decimal  # cost of one observed GPU-second (0 for billed and unpriced)
+    ratio: Ratio | None = None
+    reason: str | None = None
+
+
+def _estimate(node: NodeInfo, entry: PriceEntry | None, ratio: Ratio, gpus: int) -> _Price:
+    reason = unpriced_reason(node, entry)
+    if entry is None or reason is not None:
+        return _Price("unpriced", DEFAULT_CURRENCY, None, Decimal(0), reason=reason)
     if node.provider == "onprem" or entry.hardware_cost is not None:
         months = Decimal(entry.amortization_months or 36)
-        hardware = (entry.hardware_cost or Decimal(0)) / (months * HOURS_PER_MONTH)
-        return hardware, "onprem", energy
-    return entry.hourly_price or Decimal(0), "estimated", energy
+        hourly = (entry.hardware_cost or Decimal(0)) / (months * HOURS_PER_MONTH)
+        return _Price("onprem", entry.currency, hourly, hourly / gpus / SECONDS_PER_HOUR)
+    hourly = (entry.hourly_price or Decimal(0)) * ratio.value
+    return _Price("estimated", entry.currency, entry.hourly_price,
+                  hourly / gpus / SECONDS_PER_HOUR, ratio=ratio)  # fmt: skip
 
 
-def price_gpu_hours(
-    hours: Iterable[GpuHour],
-    nodes: dict[int, NodeInfo],
-    billed: dict[tuple[int, datetime], Decimal],
-    book: PriceBook,
+def price_node_hours(
+    node: NodeInfo,
     *,
+    gpu_ids: Sequence[int],
+    hours: Iterable[datetime],
+    usage: Iterable[GpuHour],
+    billed: dict[tuple[datetime, str], Decimal],
+    entry: PriceEntry | None,
+    ratio: Ratio = LIST_PRICE,
     rules: Sequence[str] = DEFAULT_RULES,
-) -> list[CostRow]:
-    """Every GPU-hour's cost, split over its owners by their share of the observed time (time
-    with no process is unallocated)."""
-    rows: list[CostRow] = []
-    for h in hours:
-        node = nodes[h.node_id]
-        node_cost, source, energy_price = _hour_price(h, node, billed, book)
-        gpu_cost = node_cost / max(node.gpu_count, 1)
-        energy_cost = Decimal(0)
-        if energy_price is not None and h.energy_joules:
-            energy_cost = Decimal(str(h.energy_joules)) / JOULES_PER_KWH * energy_price
-            if source == "onprem":
-                gpu_cost += energy_cost
-        # Shares are of the time the agent observed: an hour seen for 20 minutes (agent started
-        # mid-hour, the hour still running) is split as those 20 minutes were, rather than
-        # handing the unseen 40 to "unallocated" or counting them idle.
-        held = sum(o.seconds for o in h.owners)
-        seen_s = max(h.observed_seconds, held) or 3600.0
-        seen = Decimal(str(seen_s))
-        idle = gpu_cost * Decimal(str(min(h.idle_seconds, seen_s))) / seen
-        util = Decimal(str(h.utilization_mean or 0)) / 100
-        unused = gpu_cost * (1 - min(util, Decimal(1)))
-        shares: list[tuple[OwnerShare | None, Decimal]] = [
-            (o, Decimal(str(o.seconds)) / seen) for o in h.owners
-        ]
-        rest = 1 - sum((s for _, s in shares), Decimal(0))
-        if rest > 0 or not shares:
-            shares.append((None, rest if shares else Decimal(1)))
-        for owner, share in shares:
-            team = owner_team(owner, node, rules) if owner is not None else UNALLOCATED
-            project = (owner.namespace or owner.account) if owner is not None else None
-            rows.append(CostRow(
-                h.gpu_id, h.node_id, h.hour, team, project or UNALLOCATED, gpu_cost * share,
-                idle * share, unused * share, energy_cost * share, source,
-            ))  # fmt: skip
+) -> list[LedgerRow]:
+    """The ledger rows of ``node`` for ``hours``: from its GPUs' hourly usage and the bill
+    amounts per (hour, currency); billed hours reach every known GPU, reported or not."""
+    by_hour: dict[datetime, dict[int, GpuHour]] = defaultdict(dict)
+    for h in usage:
+        by_hour[h.hour][h.gpu_id] = h
+    gpus = list(gpu_ids) or [NO_GPU]
+    energy_price = None
+    if entry is not None and entry.energy_price_kwh is not None:
+        energy_price = entry.energy_price_kwh * (entry.pue or Decimal(1))
+    estimate = _estimate(node, entry, ratio, len(gpus))
+    rows: list[LedgerRow] = []
+    for hour in sorted(set(hours)):
+        seen = by_hour.get(hour, {})
+        bills = [(cur, amount) for (h, cur), amount in billed.items() if h == hour]
+        prices = [_Price("billed", cur, amount, Decimal(0)) for cur, amount in sorted(bills)]
+        for price in prices or ([estimate] if seen else []):
+            for gpu_id in gpus:
+                share = None
+                if price.source == "billed" and price.node_hour is not None:
+                    share = price.node_hour / len(gpus)
+                rows.extend(_gpu_rows(node, hour, gpu_id, seen.get(gpu_id), price, share,
+                                      energy_price, rules))  # fmt: skip
     return rows
 
 
-def group_costs(
-    rows: Iterable[CostRow], nodes: dict[int, NodeInfo], group_by: str
-) -> dict[str, dict[str, Decimal]]:
-    """Sum rows by team | project | cluster | instance_type | node; the groups add up to the total."""
-    out: dict[str, dict[str, Decimal]] = {}
+def _gpu_rows(
+    node: NodeInfo,
+    hour: datetime,
+    gpu_id: int,
+    usage: GpuHour | None,
+    price: _Price,
+    billed_share: Decimal | None,
+    energy_price: Decimal | None,
+    rules: Sequence[str],
+) -> list[LedgerRow]:
+    """One GPU's hour split over its owners by their share of the observed time."""
+    observed = min(usage.observed_seconds, 3600.0) if usage else 0.0
+    held = sum(o.seconds for o in usage.owners) if usage else 0.0
+    seen_s = min(max(observed, held), 3600.0)
+    energy_j = (usage.energy_joules or 0.0) if usage else 0.0
+    energy_cost = Decimal(0)
+    if energy_price is not None and energy_j:
+        energy_cost = Decimal(str(energy_j)) / JOULES_PER_KWH * energy_price
+    if billed_share is not None:
+        cost = billed_share
+    else:
+        cost = price.per_gpu_second * Decimal(str(seen_s))
+        if price.source == "onprem":
+            cost += energy_cost
+    if usage is None or seen_s <= 0:
+        if cost == 0 and price.source != "unpriced":
+            return []
+        shares: list[tuple[OwnerShare | None, float]] = [(None, 1.0)]
+        util, idle_frac = Decimal(0), Decimal(0)
+    else:
+        shares = [(o, min(o.seconds / seen_s, 1.0)) for o in usage.owners]
+        rest = 1.0 - sum(s for _, s in shares)
+        if rest > 1e-9 or not shares:
+            shares.append((None, rest if shares else 1.0))
+        util = min(max(Decimal(str(usage.utilization_mean or 0)) / 100, Decimal(0)), Decimal(1))
+        idle_frac = Decimal(str(min(usage.idle_seconds, seen_s) / seen_s))
+    # Cost = utilized + idle + unused: idle is the cost of the time below the idle threshold,
+    # utilized the used share of capacity, unused the rest (held and working, but not fully).
+    utilized = cost * util
+    idle = min(cost * idle_frac, cost - utilized) if cost >= 0 else cost * idle_frac
+    rows = []
+    for owner, fraction in shares:
+        f = Decimal(str(fraction))
+        team = owner_team(owner, node, rules) if owner is not None else UNALLOCATED
+        project = (owner.namespace or owner.account) if owner is not None else None
+        c, u, i = cost * f, utilized * f, idle * f
+        rows.append(LedgerRow(
+            node.node_id, hour, gpu_id, owner_label(owner) if owner else "", price.currency,
+            team, project or UNALLOCATED, price.source, seen_s * fraction, c, u, i, c - u - i,
+            energy_j * fraction, energy_cost * f, price.node_hour,
+            price.ratio.value if price.ratio else None, price.ratio.basis if price.ratio else None,
+            price.reason,
+        ))  # fmt: skip
+    return _merge_owners(rows)
+
+
+def _merge_owners(rows: list[LedgerRow]) -> list[LedgerRow]:
+    """Owners with the same label (one job seen under two users) become one row."""
+    merged: dict[str, LedgerRow] = {}
     for r in rows:
-        node = nodes[r.node_id]
-        key = {
-            "team": r.team,
-            "project": r.project,
-            "cluster": node.cluster or "none",
-            "instance_type": node.instance_type or "none",
-            "node": node.name,
-        }[group_by]
-        g = out.setdefault(key, defaultdict(Decimal))
-        g["cost"] += r.cost
-        g["idle_cost"] += r.idle_cost
-        g["unused_cost"] += r.unused_cost
-        g["energy_cost"] += r.energy_cost
-        g[f"{r.source}_cost"] += r.cost
-    return out
+        m = merged.get(r.owner)
+        if m is None:
+            merged[r.owner] = r
+            continue
+        merged[r.owner] = LedgerRow(
+            m.node_id, m.hour, m.gpu_id, m.owner, m.currency, m.team, m.project, m.source,
+            m.gpu_seconds + r.gpu_seconds, m.cost + r.cost, m.utilized_cost + r.utilized_cost,
+            m.idle_cost + r.idle_cost, m.unused_cost + r.unused_cost,
+            m.energy_joules + r.energy_joules, m.energy_cost + r.energy_cost, m.node_hour_price,
+            m.price_ratio, m.price_basis, m.unpriced_reason,
+        )  # fmt: skip
+    return list(merged.values())

@@ -1,4 +1,4 @@
-"""Costs API: GPU spend over a window, grouped, with idle and unused shares."""
+"""Costs API: GPU spend over a window from the cost ledger, grouped, with idle and unused shares."""
 
 from __future__ import annotations
 
@@ -6,19 +6,14 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from app.costs import service
 from app.deps import SessionDep, ViewerAuth
-from app.errors import AppError
+from app.errors import AppError, Forbidden, Unauthenticated, error_responses
+from app.kit.money import money_str, round_parts
+from app.reports.period import BadPeriod, parse_instant, zone
 
 router = APIRouter(prefix="/api/v1", tags=["costs"])
-
-
-def money(value: Decimal) -> str:
-    """The exact amount as plain decimal text: no exponent, no trailing zeros, no rounding
-    (rounding each group separately would break "the groups add up to the total")."""
-    return f"{value.normalize():f}"
 
 
 class BadWindow(AppError):
@@ -26,23 +21,72 @@ class BadWindow(AppError):
     error = "bad_window"
 
 
-@router.get("/costs")
+@router.get("/costs", responses=error_responses(Unauthenticated, Forbidden, BadWindow, BadPeriod))
 def get_costs(
     session: SessionDep,
     _key: ViewerAuth,
-    start: Annotated[AwareDatetime, Query(alias="from", description="ISO 8601 with offset")],
-    end: Annotated[AwareDatetime, Query(alias="to", description="ISO 8601 with offset")],
+    start: Annotated[
+        str,
+        Query(alias="from", description="a date (start of that day in tz) or ISO 8601 with offset"),
+    ],
+    end: Annotated[
+        str, Query(alias="to", description="a date (that day included) or ISO 8601 with offset")
+    ],
     group_by: Literal["team", "project", "cluster", "instance_type", "node"] = "team",
+    tz: Annotated[str, Query(description="IANA zone plain dates are read in")] = "UTC",
+    currency: Annotated[
+        str | None,
+        Query(min_length=3, max_length=3, description="default: the window's main currency"),
+    ] = None,
 ) -> dict[str, object]:
-    """GPU cost in [from, to) by group; the groups add up to ``total``."""
-    if end <= start:
+    """GPU cost in [from, to) by group, rounded to the currency's minor unit so that the groups
+    add up to ``total`` exactly; ``exact`` keeps the unrounded figures for reconciliation."""
+    zone_info = zone(tz)
+    lo, hi = parse_instant(start, tz=zone_info), parse_instant(end, tz=zone_info, end=True)
+    if hi <= lo:
         raise BadWindow("'to' must be after 'from'")
-    report = service.cost_report(session, start=start, end=end, group_by=group_by)
+    report = service.cost_report(
+        session,
+        start=lo,
+        end=hi,
+        group_by=group_by,
+        currency=currency.upper() if currency else None,
+    )
+    names = sorted(report.groups)
+    groups: dict[str, dict[str, object]] = {n: {} for n in names}
+    for column in service.AMOUNTS:
+        rounded = round_parts([report.groups[n][column] for n in names], report.currency)
+        for n, value in zip(names, rounded, strict=True):
+            groups[n][column] = format(value, "f")
+    for n in names:
+        for q in service.QUANTITIES:
+            groups[n][q] = format(report.groups[n][q].quantize(_QUANTITY), "f")
+        groups[n]["exact"] = {c: _exact(report.groups[n][c]) for c in service.AMOUNTS}
     return {
         "group_by": report.group_by,
-        "from": report.start,
-        "to": report.end,
-        "total": money(report.total),
-        "billed_total": money(report.billed_total),
-        "groups": {k: {n: money(v) for n, v in g.items()} for k, g in report.groups.items()},
+        "from": lo,
+        "to": hi,
+        "currency": report.currency,
+        "other_currencies": report.other_currencies,
+        "total": money_str(report.total["cost"], report.currency),
+        "totals": {c: money_str(report.total[c], report.currency) for c in service.AMOUNTS}
+        | {q: format(report.total[q].quantize(_QUANTITY), "f") for q in service.QUANTITIES},
+        "exact_total": _exact(report.total["cost"]),
+        "groups": groups,
+        "pricing": [
+            {
+                "node": p.node,
+                "source": p.source,
+                "gpu_hours": format(p.gpu_hours, "f"),
+                "detail": p.detail,
+            }
+            for p in report.pricing
+        ],
     }
+
+
+_QUANTITY = Decimal("0.0001")  # GPU-hours and kWh: four places
+
+
+def _exact(value: object) -> str:
+    return f"{value:f}"

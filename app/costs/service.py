@@ -1,89 +1,193 @@
-"""Costs over a time window: usage hours x matched bill rows or price book, grouped."""
+"""Read the cost ledger: sums over a window by any grouping, without re-pricing anything.
+
+Whole UTC days come from ``cost_ledger_days`` (one row per node, owner and source per day); the
+hours at the window's ragged ends from ``cost_ledger_hours``. PostgreSQL sums in SQL (NUMERIC is
+exact); SQLite keeps money as text, so it sums in Python with Decimal (embedded-size data).
+"""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
-from app.billing.pricebook import load_pricebook
-from app.costs.engine import Charge, NodeInfo, group_costs, node_hour_costs, price_gpu_hours
-from app.models import BillingLineItem, Cluster, Gpu, Node
-from app.usage import service as usage_service
+from app.costs.ledger import MONEY
+from app.kit.timebuckets import DAY, HOUR, floor_day, floor_hour, utc
+from app.models import Cluster, CostLedgerDay, CostLedgerHour, Node
 
 GROUPS = ("team", "project", "cluster", "instance_type", "node")
+KEYS = (*GROUPS, "owner", "source", "currency", "day", "hour", "node_id")
+SUMS = ("gpu_seconds", "energy_joules", *MONEY)
+Model = type[CostLedgerDay] | type[CostLedgerHour]
+Where = Callable[[Any], Sequence[ColumnElement[bool]]]
+
+
+@dataclass
+class Sums:
+    """Summed ledger columns of one group (exact money)."""
+
+    gpu_seconds: float = 0.0
+    energy_joules: float = 0.0
+    money: dict[str, Decimal] = field(default_factory=lambda: {m: Decimal(0) for m in MONEY})
+
+    def add(self, row: Any) -> None:
+        self.gpu_seconds += float(row["gpu_seconds"] or 0)
+        self.energy_joules += float(row["energy_joules"] or 0)
+        for m in MONEY:
+            self.money[m] += Decimal(row[m] or 0)
+
+
+def _column(model: Model, key: str) -> Any:
+    if key == "node":
+        return Node.name
+    if key == "cluster":
+        return func.coalesce(Cluster.name, "none")
+    if key == "instance_type":
+        return func.coalesce(Node.instance_type, "none")
+    if key in ("day", "hour"):
+        return model.day if model is CostLedgerDay else model.hour  # type: ignore[union-attr]
+    return getattr(model, key)
+
+
+def _query(model: Model, keys: Sequence[str], start: datetime, end: datetime,
+           where: Where | None, grouped: bool) -> Select[Any]:  # fmt: skip
+    time = model.day if model is CostLedgerDay else model.hour  # type: ignore[union-attr]
+    key_cols = [_column(model, k).label(k) for k in keys]
+    if grouped:
+        value_cols = [func.sum(getattr(model, s)).label(s) for s in SUMS]
+    else:
+        value_cols = [getattr(model, s).label(s) for s in SUMS]
+    stmt = select(*key_cols, *value_cols).where(time >= start, time < end)
+    if {"node", "cluster", "instance_type"} & set(keys):
+        stmt = stmt.join(Node, Node.id == model.node_id)
+        if "cluster" in keys:
+            stmt = stmt.outerjoin(Cluster, Cluster.id == Node.cluster_id)
+    if where is not None:
+        stmt = stmt.where(*where(model))
+    return stmt.group_by(*key_cols) if grouped else stmt
+
+
+def sum_ledger(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    keys: Sequence[str],
+    where: Where | None = None,
+    hourly: bool = False,
+) -> dict[tuple[Any, ...], Sums]:
+    """Ledger sums over the hours in [floor_hour(start), end), by ``keys`` (see ``KEYS``;
+    ``day`` is the UTC day). ``hourly`` reads only hour rows (for zones other than UTC)."""
+    start, end = floor_hour(utc(start)), utc(end)
+    out: dict[tuple[Any, ...], Sums] = defaultdict(Sums)
+    if end <= start:
+        return out
+    first_day = floor_day(start) if floor_day(start) == start else floor_day(start) + DAY
+    last_day = floor_day(end)
+    ranges: list[tuple[Model, datetime, datetime]] = []
+    if hourly or first_day >= last_day:
+        ranges.append((CostLedgerHour, start, end))
+    else:
+        ranges += [(CostLedgerHour, start, first_day), (CostLedgerDay, first_day, last_day),
+                   (CostLedgerHour, last_day, end)]  # fmt: skip
+    grouped = session.get_bind().dialect.name == "postgresql"
+    for model, lo, hi in ranges:
+        if hi <= lo:
+            continue
+        wanted = [("hour" if k == "day" else k) for k in keys] if model is CostLedgerHour else keys
+        for row in session.execute(_query(model, wanted, lo, hi, where, grouped)):
+            values = row._mapping
+            key = tuple(
+                floor_day(values["hour"]) if k == "day" and model is CostLedgerHour
+                else values[k if not (k == "day" and model is CostLedgerHour) else "hour"]
+                for k in keys
+            )  # fmt: skip
+            out[key].add(values)
+    return out
+
+
+@dataclass(frozen=True)
+class NodePricing:
+    """How a node's hours in a window were priced, when not from its bill."""
+
+    node: str
+    source: str  # estimated | unpriced | onprem
+    gpu_hours: Decimal
+    detail: str | None  # the ratio used, or why it is unpriced
+
+
+def pricing_notes(session: Session, *, start: datetime, end: datetime) -> list[NodePricing]:
+    """Nodes with estimated or unpriced hours in the window, with the ratio or the reason."""
+    sums = sum_ledger(session, start=start, end=end, keys=["node_id", "node", "source"],
+                      where=lambda m: [m.source.in_(["estimated", "unpriced"])])  # fmt: skip
+    out = []
+    for (node_id, name, source), s in sorted(sums.items(), key=lambda kv: (kv[0][1], kv[0][2])):
+        h = CostLedgerHour
+        detail = session.scalar(
+            select(h.unpriced_reason if source == "unpriced" else h.price_basis)
+            .where(h.node_id == node_id, h.source == source, h.hour >= floor_hour(utc(start)),
+                   h.hour < utc(end))
+            .order_by(h.hour.desc())
+            .limit(1)
+        )  # fmt: skip
+        hours = (Decimal(str(s.gpu_seconds)) / 3600).quantize(Decimal("0.0001"))
+        out.append(NodePricing(name, source, hours, detail))
+    return out
 
 
 @dataclass
 class CostReport:
+    """GET /costs: one currency's spend over a window, by group (exact)."""
+
     group_by: str
     start: datetime
     end: datetime
-    total: Decimal
-    billed_total: Decimal  # matched bill rows in the window (effective cost)
+    currency: str
+    other_currencies: list[str]
     groups: dict[str, dict[str, Decimal]]
+    total: dict[str, Decimal]
+    pricing: list[NodePricing]
 
 
-def _nodes(session: Session) -> dict[int, NodeInfo]:
-    gpu_counts = dict(
-        session.execute(select(Gpu.node_id, func.count()).group_by(Gpu.node_id)).all()
-    )
-    tags: dict[int, dict[str, object]] = defaultdict(dict)
-    for node_id, text in session.execute(
-        select(BillingLineItem.node_id, BillingLineItem.tags)
-        .where(BillingLineItem.node_id.is_not(None), BillingLineItem.tags.is_not(None))
-        .distinct()
-    ):
-        if node_id is not None and text:
-            tags[node_id].update(json.loads(text))
-    out = {}
-    for node, cluster in session.execute(
-        select(Node, Cluster.name).outerjoin(Cluster, Cluster.id == Node.cluster_id)
-    ):
-        out[node.id] = NodeInfo(
-            node.id, node.name, node.provider, node.instance_type, node.region, cluster,
-            gpu_counts.get(node.id, 1), dict(node.labels or {}), tags.get(node.id, {}),
-        )  # fmt: skip
-    return out
+AMOUNTS = ("cost", "billed_cost", "estimated_cost", "onprem_cost", "utilized_cost",
+           "idle_cost", "unused_cost", "energy_cost")  # fmt: skip
+QUANTITIES = ("gpu_hours", "unpriced_gpu_hours", "energy_kwh")
 
 
-def _charges(session: Session, start: datetime, end: datetime) -> list[Charge]:
-    li = BillingLineItem
-    rows = session.execute(
-        select(li.node_id, li.charge_period_start, li.charge_period_end, li.effective_cost,
-               li.x_exchange_rate, li.x_dataset, li.x_source_system)
-        .where(li.node_id.is_not(None), li.charge_period_start < end, li.charge_period_end > start)
-    ).all()  # fmt: skip
-    # Azure: with both datasets for a source, the amortized one is the effective cost.
-    amortized = {r.x_source_system for r in rows if r.x_dataset == "amortized"}
-    return [
-        Charge(r.node_id, r.charge_period_start, r.charge_period_end,
-               r.effective_cost * r.x_exchange_rate)
-        for r in rows
-        if not (r.x_dataset == "actual" and r.x_source_system in amortized)
-    ]  # fmt: skip
+def cost_report(
+    session: Session, *, start: datetime, end: datetime, group_by: str, currency: str | None = None
+) -> CostReport:
+    """GPU spend in [start, end) by ``group_by``, read from the ledger; groups add to the total."""
+    sums = sum_ledger(session, start=start, end=end, keys=[group_by, "source", "currency"])
+    by_currency: dict[str, Decimal] = defaultdict(Decimal)
+    for (_, _, cur), s in sums.items():
+        by_currency[cur] += abs(s.money["cost"]) + Decimal(str(s.gpu_seconds)) / 10**9
+    chosen = currency or (max(by_currency, key=lambda c: by_currency[c]) if by_currency else "USD")
+    groups: dict[str, dict[str, Decimal]] = {}
+    for (name, source, cur), s in sums.items():
+        if cur != chosen:
+            continue
+        g = groups.setdefault(str(name), {k: Decimal(0) for k in (*AMOUNTS, *QUANTITIES)})
+        hours = Decimal(str(s.gpu_seconds)) / 3600
+        g["gpu_hours"] += hours
+        g["energy_kwh"] += Decimal(str(s.energy_joules)) / 3_600_000
+        for m in MONEY:
+            g[m] += s.money[m]
+        if source == "unpriced":
+            g["unpriced_gpu_hours"] += hours
+        else:
+            g[f"{source}_cost"] += s.money["cost"]
+    total = {k: sum((g[k] for g in groups.values()), Decimal(0)) for k in (*AMOUNTS, *QUANTITIES)}
+    return CostReport(group_by, start, end, chosen, sorted(set(by_currency) - {chosen}), groups,
+                      total, pricing_notes(session, start=start, end=end))  # fmt: skip
 
 
-def cost_report(session: Session, *, start: datetime, end: datetime, group_by: str) -> CostReport:
-    """Every GPU-hour in [start, end) priced and allocated, grouped by ``group_by``."""
-    hours = usage_service.gpu_hours(session, start=start, end=end)
-    nodes = _nodes(session)
-    running: dict[int, set[datetime]] = defaultdict(set)
-    for h in hours:
-        running[h.node_id].add(h.hour)
-    charges = _charges(session, start, end)
-    billed = node_hour_costs(charges, running)
-    rows = price_gpu_hours(hours, nodes, billed, load_pricebook(session))
-    return CostReport(
-        group_by=group_by,
-        start=start,
-        end=end,
-        total=sum((r.cost for r in rows), Decimal(0)),
-        billed_total=sum((c.amount for c in charges), Decimal(0)),
-        groups=group_costs(rows, nodes, group_by),
-    )
+def gpu_hour_span(start: datetime, end: datetime) -> int:
+    """How many ledger hours [start, end) spans."""
+    return int((utc(end) - floor_hour(utc(start))) / HOUR)

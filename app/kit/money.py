@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Sequence
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from sqlalchemy import Numeric, String
@@ -42,3 +43,54 @@ class Money(TypeDecorator[Decimal]):
 def money_text(value: Decimal) -> str:
     """A Decimal as plain text (no exponent), as stored on SQLite and sent through COPY."""
     return format(value, "f")
+
+
+# ISO 4217 minor units that are not 2 (everything else has cents).
+_MINOR_UNITS = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+    "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3, "CLF": 4, "UYW": 4,
+}  # fmt: skip
+
+
+def minor_unit(currency: str) -> int:
+    """Digits after the decimal point in ``currency``'s minor unit (USD 2, JPY 0, KWD 3)."""
+    return _MINOR_UNITS.get(currency.upper(), 2)
+
+
+def quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_unit(currency))
+
+
+def round_money(value: Decimal, currency: str) -> Decimal:
+    """``value`` rounded half-even to the currency's minor unit."""
+    return value.quantize(quantum(currency), rounding=ROUND_HALF_EVEN)
+
+
+def round_parts(parts: Sequence[Decimal], currency: str, total: Decimal | None = None) -> list[Decimal]:
+    """Round each part to the minor unit so that they add up exactly to the rounded total
+    (largest remainder: the parts that lost most to rounding down get the spare units).
+
+    ``total`` defaults to the exact sum of the parts.
+    """
+    q = quantum(currency)
+    target = round_money(sum(parts, Decimal(0)) if total is None else total, currency)
+    floors = [(p / q).to_integral_value(rounding=ROUND_FLOOR) for p in parts]
+    spare = int(target / q - sum(floors, Decimal(0)))
+    # Largest fractional remainder first; ties go to the larger part, then to the earlier one.
+    order = sorted(
+        range(len(parts)), key=lambda i: (-(parts[i] / q - floors[i]), -parts[i], i)
+    )
+    units = list(floors)
+    if spare >= 0:
+        for i in order[:spare]:
+            units[i] += 1
+    else:  # only when an explicit total is below the parts' sum
+        for i in reversed(order[: -spare] if -spare <= len(order) else order):
+            units[i] -= 1
+    return [(u * q).quantize(q) for u in units]
+
+
+def money_str(value: Decimal, currency: str) -> str:
+    """A rounded amount as plain text with exactly the minor unit's digits ("12.30")."""
+    return format(round_money(value, currency), "f")

@@ -2,6 +2,7 @@
 
 from app.models.auth import ApiKey, NodeToken
 from app.models.billing import BillingImport, BillingLineItem, PriceBookEntry
+from app.models.costs import CostDirty, CostLedgerDay, CostLedgerHour
 from app.models.nodes import Cluster, Gpu, Node
 from app.models.samples import GpuProcessSample, GpuSample, HostSample
 from app.models.usage import (
@@ -18,6 +19,9 @@ __all__ = [
     "BillingImport",
     "BillingLineItem",
     "Cluster",
+    "CostDirty",
+    "CostLedgerDay",
+    "CostLedgerHour",
     "FleetHourRollup",
     "Gpu",
     "GpuHourRollup",

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import settings
+from app.costs import dirty as cost_dirty
 from app.kit.timebuckets import HOUR, MINUTE, floor_hour, floor_minute, utc
 from app.models import Gpu, GpuHourRollup
 from app.usage import repository
@@ -125,6 +126,8 @@ def _refresh(
                 if per_hour.get((e, h))
             ]
             repository.replace_buckets(session, kind, "hour", sorted(hours), hour_rows)
+            if kind == GPU:  # the ledger prices GPU-hours: re-price the ones just rewritten
+                cost_dirty.mark_gpu_hours(session, hours)
             hour_count += len(hour_rows)
             all_hours.update(h for _, h in hours)
     return minute_count, hour_count, all_hours
@@ -155,10 +158,11 @@ def gpu_hours(session: Session, *, start: datetime, end: datetime) -> list[GpuHo
         .where(h.bucket >= utc(start), h.bucket < utc(end))
         .order_by(h.bucket, h.gpu_id)
     )
-    return [_gpu_hour(row, node_id) for row, node_id in session.execute(stmt)]
+    return [gpu_hour_of(row, node_id) for row, node_id in session.execute(stmt)]
 
 
-def _gpu_hour(row: GpuHourRollup, node_id: int) -> GpuHour:
+def gpu_hour_of(row: GpuHourRollup, node_id: int) -> GpuHour:
+    """One hourly rollup row as the cost engine reads it (owners longest first)."""
     owners = [
         OwnerShare(seconds=seconds, **dict(zip(OWNER_FIELDS, key, strict=True)))
         for key, seconds in sorted(

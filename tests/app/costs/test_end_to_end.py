@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.auth import service as auth_service
 from app.auth.service import Role
 from app.billing import service as billing_service
+from app.costs import ledger as cost_ledger
 from app.ingest import service as ingest_service
 from app.ingest.schemas import IngestBatch
 from app.usage import service as usage_service
@@ -62,6 +63,8 @@ def test_costs_from_bill_and_price_book_reconcile(
     samples.write_cur2(bill, 3 * HOURS, instances=[BUSY, IDLE, "i-00000000000000ff0"])
     summary = billing_service.import_file(session, path=bill)
     assert summary.rows_matched == 2 * HOURS
+    while cost_ledger.reprice_pending(session).keys:
+        pass
     session.flush()
 
     viewer = {"Authorization": f"Bearer {create_api_key(session, role=Role.VIEWER)}"}
@@ -75,20 +78,30 @@ def test_costs_from_bill_and_price_book_reconcile(
         total = Decimal(report["total"])
         assert total > 0
         assert sum(Decimal(g["cost"]) for g in report["groups"].values()) == total
-        assert Decimal(report["billed_total"]) == _effective_sum(bill, {BUSY, IDLE})
+        expected = _effective_sum(bill, {BUSY, IDLE})
+        assert Decimal(report["totals"]["billed_cost"]) == round(expected, 2)
+        exact = sum(Decimal(g["exact"]["billed_cost"]) for g in report["groups"].values())
+        assert exact == expected
 
     nodes = reports["node"]["groups"]
     # Billed nodes: their hours cost exactly the matched rows' effective cost.
-    billed = Decimal(nodes["busy"]["billed_cost"]) + Decimal(nodes["idle"]["billed_cost"])
+    billed = Decimal(nodes["busy"]["exact"]["billed_cost"]) + Decimal(
+        nodes["idle"]["exact"]["billed_cost"]
+    )
     assert billed == _effective_sum(bill, {BUSY, IDLE})
     # No bill rows: priced from the price book and marked estimated.
     unbilled = nodes["unbilled"]
-    assert "billed_cost" not in unbilled
+    assert Decimal(unbilled["billed_cost"]) == 0
     assert Decimal(unbilled["estimated_cost"]) == Decimal(unbilled["cost"]) > 0
-    # The idle node's cost is all unused and idle for the seconds observed; the busy node's
-    # only partly unused.
+    # Cost = utilized + idle + unused. The idle node's cost is idle for the seconds observed;
+    # the busy node (80 %) is 80 % utilized and 20 % unused.
+    for node in nodes.values():
+        parts = sum(
+            Decimal(node["exact"][c]) for c in ("utilized_cost", "idle_cost", "unused_cost")
+        )
+        assert abs(parts - Decimal(node["exact"]["cost"])) < Decimal("1e-12")
     idle = nodes["idle"]
-    assert Decimal(idle["unused_cost"]) == Decimal(idle["cost"]) > 0
+    assert Decimal(idle["utilized_cost"]) == 0
     assert (
         Decimal("0.95") * Decimal(idle["cost"])
         < Decimal(idle["idle_cost"])
@@ -96,4 +109,5 @@ def test_costs_from_bill_and_price_book_reconcile(
     )
     busy = nodes["busy"]
     assert Decimal(busy["idle_cost"]) == 0
-    assert 0 < Decimal(busy["unused_cost"]) < Decimal(busy["cost"])
+    exact = busy["exact"]
+    assert Decimal(exact["utilized_cost"]) == Decimal(exact["cost"]) * Decimal("0.8")

@@ -12,13 +12,20 @@ def _get(client: TestClient, key: str, query: str):
     return client.get(f"/api/v1/costs?{query}", headers={"Authorization": f"Bearer {key}"})
 
 
-def test_time_without_offset_is_422_naming_the_parameter(
-    client: TestClient, session: Session
-) -> None:
+def test_time_without_offset_is_400_saying_so(client: TestClient, session: Session) -> None:
     key = create_api_key(session)
     r = _get(client, key, "from=2026-11-01T00:00:00&to=2026-11-02T00:00:00Z")
-    assert r.status_code == 422
-    assert any(e["field"] == "query.from" for e in r.json()["detail"])
+    assert r.status_code == 400
+    assert "no UTC offset" in r.json()["message"]
+
+
+def test_plain_dates_are_days_in_the_zone(client: TestClient, session: Session) -> None:
+    """from=2026-12-01 was refused ("should have timezone info"); it is that day's start in tz."""
+    key = create_api_key(session)
+    r = _get(client, key, "from=2026-12-01&to=2026-12-01&tz=Europe/Berlin")
+    assert r.status_code == 200, r.text
+    assert r.json()["from"] == "2026-11-30T23:00:00Z"
+    assert r.json()["to"] == "2026-12-01T23:00:00Z"
 
 
 def test_reversed_window_is_400(client: TestClient, session: Session) -> None:
@@ -41,14 +48,19 @@ def test_costs_need_a_key(client: TestClient) -> None:
     )
 
 
-def test_money_is_plain_exact_text() -> None:
+def test_money_rounds_to_the_minor_unit_and_rows_add_up() -> None:
     from decimal import Decimal
 
-    from app.costs.router import money
+    from app.kit.money import money_str, round_parts
 
-    assert money(Decimal("462.1016000000000000000000000")) == "462.1016"
-    assert money(Decimal("0E-55")) == "0"
-    assert money(Decimal("1.23E+3")) == "1230"
-    assert Decimal(money(Decimal("8.298599539823009955439999999"))) == Decimal(
-        "8.298599539823009955439999999"
-    )
+    assert money_str(Decimal("15.69173136138797002568"), "USD") == "15.69"
+    assert money_str(Decimal("1234.5"), "JPY") == "1234"
+    parts = [Decimal("1") / 3] * 3
+    rounded = round_parts(parts, "USD")
+    assert rounded == [Decimal("0.34"), Decimal("0.33"), Decimal("0.33")]
+    assert sum(rounded) == Decimal("1.00")
+    assert round_parts([Decimal("0.004"), Decimal("0.004"), Decimal("0.004")], "USD") == [
+        Decimal("0.01"),
+        Decimal("0.00"),
+        Decimal("0.00"),
+    ]

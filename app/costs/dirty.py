@@ -1,0 +1,72 @@
+"""Mark ledger hours stale: after a rollup, a bill or a price change (``CostDirty``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import ColumnElement, Table, and_, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.models import CostDirty, CostLedgerHour, Gpu, Node
+
+ROWS_PER_STATEMENT = 2000
+
+
+def mark(session: Session, keys: Iterable[tuple[int, datetime]]) -> int:
+    """Mark (node, hour) ledger keys stale; a re-mark bumps ``version`` so that a running
+    re-pricing that read the old inputs does not clear it."""
+    rows = sorted({(n, h) for n, h in keys})  # a stable lock order
+    if not rows:
+        return 0
+    table = cast(Table, CostDirty.__table__)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table).on_conflict_do_update(
+        index_elements=[table.c.node_id, table.c.hour], set_={"version": table.c.version + 1}
+    )
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        session.execute(stmt, [{"node_id": n, "hour": h, "version": 1} for n, h in chunk])
+    return len(rows)
+
+
+def mark_gpu_hours(session: Session, keys: Iterable[tuple[int, datetime]]) -> int:
+    """Mark the (GPU, hour) buckets a rollup rewrote, as their nodes' hours."""
+    pairs = set(keys)
+    gpu_ids = sorted({g for g, _ in pairs})
+    nodes: dict[int, int] = {}
+    for start in range(0, len(gpu_ids), ROWS_PER_STATEMENT):
+        chunk = gpu_ids[start : start + ROWS_PER_STATEMENT]
+        for gpu_id, node_id in session.execute(select(Gpu.id, Gpu.node_id).where(Gpu.id.in_(chunk))):
+            nodes[gpu_id] = node_id
+    return mark(session, ((nodes[g], h) for g, h in pairs if g in nodes))
+
+
+def mark_ledger(
+    session: Session,
+    *,
+    sources: Iterable[str],
+    node_ids: Iterable[int] | None = None,
+    instance_types: Iterable[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> int:
+    """Mark the hours already in the ledger that match: by source (e.g. every estimate), node,
+    instance type and time; used when a bill or a price changes what those hours cost."""
+    ledger = CostLedgerHour
+    conditions: list[ColumnElement[bool]] = [ledger.source.in_(list(sources))]
+    if node_ids is not None:
+        conditions.append(ledger.node_id.in_(sorted(set(node_ids))))
+    if instance_types is not None:
+        types = sorted({t.lower() for t in instance_types})
+        conditions.append(
+            ledger.node_id.in_(select(Node.id).where(func.lower(Node.instance_type).in_(types)))
+        )
+    if start is not None:
+        conditions.append(ledger.hour >= start)
+    if end is not None:
+        conditions.append(ledger.hour < end)
+    stmt = select(ledger.node_id, ledger.hour).where(and_(*conditions)).distinct()
+    return mark(session, session.execute(stmt))
