@@ -39,8 +39,8 @@ def mark_gpu_hours(session: Session, keys: Iterable[tuple[int, datetime]]) -> in
     nodes: dict[int, int] = {}
     for start in range(0, len(gpu_ids), ROWS_PER_STATEMENT):
         chunk = gpu_ids[start : start + ROWS_PER_STATEMENT]
-        for gpu_id, node_id in session.execute(select(Gpu.id, Gpu.node_id).where(Gpu.id.in_(chunk))):
-            nodes[gpu_id] = node_id
+        stmt = select(Gpu.id, Gpu.node_id).where(Gpu.id.in_(chunk))
+        nodes.update({gpu: node for gpu, node in session.execute(stmt).all()})  # noqa: C416  (a Result has .keys(): dict() would read it as a mapping)
     return mark(session, ((nodes[g], h) for g, h in pairs if g in nodes))
 
 

@@ -48,7 +48,7 @@ from app.models import (
 from app.usage.service import gpu_hour_of
 
 BATCH_KEYS = 5000  # stale (node, hour) keys per transaction
-MAX_SPREAD = timedelta(days=32)  # longer bill rows are not followed across the ledger
+MAX_SPREAD = timedelta(days=400)  # a bill row longer than this (none seen) is not spread
 RATIO_QUANTUM = Decimal("0.000001")
 GPU_COMPONENTS = ("instance", "gpu")
 MONEY = ("cost", "utilized_cost", "idle_cost", "unused_cost", "energy_cost")
@@ -77,7 +77,7 @@ def node_infos(session: Session, node_ids: Iterable[int] | None = None) -> dict[
         gpu_counts = gpu_counts.where(Gpu.node_id.in_(ids))
         nodes = nodes.where(Node.id.in_(ids))
         tags_q = tags_q.where(BillingLineItem.node_id.in_(ids))
-    counts: dict[int, int] = {n: c for n, c in session.execute(gpu_counts)}
+    counts: dict[int, int] = {n: c for n, c in session.execute(gpu_counts).all()}  # noqa: C416  (a Result has .keys(): dict() would read it as a mapping)
     tags: dict[int, dict[str, Any]] = defaultdict(dict)
     for node_id, text in session.execute(tags_q):
         if node_id is not None and text:

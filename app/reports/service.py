@@ -1,0 +1,186 @@
+"""The spend report: ledger sums for a period and the one before it, the bills' GPU coverage,
+the daily breakdown, the owners whose GPUs idled most and the nodes that could not be priced."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from app.costs import service as costs_service
+from app.costs.ledger import GPU_COMPONENTS, import_currencies
+from app.costs.service import Sums
+from app.kit.timebuckets import utc
+from app.models import BillingLineItem
+from app.reports.types import (
+    NO_TELEMETRY,
+    Amounts,
+    Coverage,
+    DailyCost,
+    OwnerIdle,
+    SpendLine,
+    SpendReport,
+    UnpricedNode,
+)
+
+TOP_OWNERS = 10
+SECONDS_PER_HOUR = Decimal(3600)
+JOULES_PER_KWH = Decimal(3_600_000)
+
+
+def previous_period(start: datetime, end: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The calendar month before a calendar month; otherwise the same length just before."""
+    first, last = start.astimezone(tz), end.astimezone(tz)
+    midnight = time(0)
+    if first.day == 1 and first.time() == midnight and last.day == 1 and last.time() == midnight:
+        months = (last.year - first.year) * 12 + last.month - first.month
+        if months >= 1:
+            year, month = first.year, first.month - months
+            while month < 1:
+                year, month = year - 1, month + 12
+            begin = datetime(year, month, 1, tzinfo=tz)
+            return begin.astimezone(UTC), start
+    return start - (end - start), start
+
+
+def _amounts(by_source: dict[str, Sums]) -> Amounts:
+    total = Sums()
+    for s in by_source.values():
+        total.gpu_seconds += s.gpu_seconds
+        total.energy_joules += s.energy_joules
+        for m, v in s.money.items():
+            total.money[m] += v
+    unpriced = by_source.get("unpriced")
+    return Amounts(
+        gpu_hours=Decimal(str(total.gpu_seconds)) / SECONDS_PER_HOUR,
+        cost=total.money["cost"],
+        billed=by_source["billed"].money["cost"] if "billed" in by_source else Decimal(0),
+        estimated=by_source["estimated"].money["cost"] if "estimated" in by_source else Decimal(0),
+        onprem=by_source["onprem"].money["cost"] if "onprem" in by_source else Decimal(0),
+        unpriced_gpu_hours=(
+            Decimal(str(unpriced.gpu_seconds)) / SECONDS_PER_HOUR if unpriced else Decimal(0)
+        ),
+        utilized=total.money["utilized_cost"],
+        idle=total.money["idle_cost"],
+        unused=total.money["unused_cost"],
+        energy_kwh=Decimal(str(total.energy_joules)) / JOULES_PER_KWH,
+        energy_cost=total.money["energy_cost"],
+    )
+
+
+def bill_coverage(session: Session, *, start: datetime, end: datetime) -> list[Coverage]:
+    """The GPU instance rows of the bills in [start, end) (a row crossing an edge counts for
+    its share of time), split into those matched to a node with telemetry and the rest."""
+    li = BillingLineItem
+    currencies = import_currencies(session)
+    where = (li.charge_period_start < end, li.charge_period_end > start, li.x_gpu_count > 0,
+             li.x_cost_component.in_(GPU_COMPONENTS))  # fmt: skip
+    stmt = select(
+        li.import_id, li.node_id.is_not(None), li.x_dataset, li.x_source_system,
+        li.charge_period_start, li.charge_period_end, li.effective_cost, li.x_exchange_rate,
+    ).where(*where)  # fmt: skip
+    inside = and_(li.charge_period_start >= start, li.charge_period_end <= end)
+    rows: list[Any] = []
+    if session.get_bind().dialect.name == "postgresql":
+        # Rows wholly inside are summed by the database; only the edges come back one by one.
+        keys = (li.import_id, li.node_id.is_not(None), li.x_dataset, li.x_source_system)
+        amount = func.sum(li.effective_cost * li.x_exchange_rate)
+        summed = select(*keys, amount).where(*where, inside).group_by(*keys)
+        for import_id, matched, dataset, source, total in session.execute(summed):
+            rows.append((import_id, matched, dataset, source, None, None, total, Decimal(1)))
+        rows += session.execute(stmt.where(~inside)).all()
+    else:
+        rows = list(session.execute(stmt).all())
+    amortized = {r[3] for r in rows if r[2] == "amortized"}
+    totals: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    for import_id, matched, dataset, source, lo, hi, amount, rate in rows:
+        if dataset == "actual" and source in amortized:
+            continue
+        value = Decimal(amount) * Decimal(rate)
+        if lo is not None and (lo < start or hi > end):
+            overlap = min(hi, end) - max(lo, start)
+            value = value * Decimal(overlap.total_seconds()) / Decimal((hi - lo).total_seconds())
+        totals[currencies.get(import_id, "USD")][0 if matched else 1] += value
+    return [Coverage(cur, m + u, m, u) for cur, (m, u) in sorted(totals.items())]
+
+
+def spend_report(
+    session: Session,
+    *,
+    start: datetime,
+    end: datetime,
+    tz: str,
+    label: str,
+    group_by: tuple[str, ...],
+    now: datetime,
+) -> SpendReport:
+    """The GPU spend report for [start, end), with the previous period to compare with."""
+    start, end, zone = utc(start), utc(end), ZoneInfo(tz)
+    keys = [*group_by, "currency", "source"]
+    sums = costs_service.sum_ledger(session, start=start, end=end, keys=keys)
+    by_group: dict[tuple[Any, ...], dict[str, Sums]] = defaultdict(dict)
+    for key, s in sums.items():
+        by_group[key[:-1]][key[-1]] = s
+    prev_start, prev_end = previous_period(start, end, zone)
+    previous = costs_service.sum_ledger(session, start=prev_start, end=prev_end,
+                                        keys=[*group_by, "currency"])  # fmt: skip
+    lines = [
+        SpendLine(tuple(str(k) for k in key[:-1]), key[-1], _amounts(parts),
+                  previous[key].money["cost"] if key in previous else None)
+        for key, parts in by_group.items()
+    ]  # fmt: skip
+    coverage = bill_coverage(session, start=start, end=end)
+    for c in coverage:
+        if c.unobserved:
+            name = (NO_TELEMETRY,) + ("",) * (len(group_by) - 1)
+            lines.append(
+                SpendLine(name, c.currency, Amounts(cost=c.unobserved, billed=c.unobserved))
+            )
+    lines.sort(key=lambda line: (line.currency, -line.amounts.cost, line.key))
+    totals: dict[str, Amounts] = {}
+    for line in lines:
+        a, t = line.amounts, totals.get(line.currency, Amounts())
+        totals[line.currency] = Amounts(**{
+            f: getattr(t, f) + getattr(a, f) for f in Amounts.__dataclass_fields__
+        })  # fmt: skip
+    notes = costs_service.pricing_notes(session, start=start, end=end)
+    return SpendReport(
+        start=start, end=end, tz=tz, label=label, group_by=group_by, generated_at=now,
+        previous_start=prev_start, previous_end=prev_end, lines=lines, totals=totals,
+        daily=_daily(session, start, end, zone, group_by), top_idle_owners=_top_owners(session, start, end),
+        coverage=coverage,
+        unpriced_nodes=[UnpricedNode(n.node, n.detail or "", n.gpu_hours) for n in notes
+                        if n.source == "unpriced"],
+    )  # fmt: skip
+
+
+def _daily(session: Session, start: datetime, end: datetime, zone: ZoneInfo,
+           group_by: tuple[str, ...]) -> list[DailyCost]:  # fmt: skip
+    """Cost per group and day in the report's zone; UTC reads day totals, other zones hours."""
+    utc_days = all(zone.utcoffset(t.replace(tzinfo=None)) == timedelta(0) for t in (start, end))
+    key = "day" if utc_days else "hour"
+    sums = costs_service.sum_ledger(session, start=start, end=end, hourly=not utc_days,
+                                    keys=[*group_by, "currency", key])  # fmt: skip
+    out: dict[tuple[Any, ...], Decimal] = defaultdict(Decimal)
+    for k, s in sums.items():
+        day = k[-1].astimezone(zone).date()
+        out[(day, tuple(str(v) for v in k[:-2]), k[-2])] += s.money["cost"]
+    return [DailyCost(d, g, cur, cost) for (d, g, cur), cost in sorted(out.items())]
+
+
+def _top_owners(session: Session, start: datetime, end: datetime) -> list[OwnerIdle]:
+    sums = costs_service.sum_ledger(session, start=start, end=end,
+                                    keys=["owner", "team", "currency"],
+                                    where=lambda m: [m.owner != ""])  # fmt: skip
+    ranked = sorted(sums.items(), key=lambda kv: (-kv[1].money["idle_cost"], kv[0]))
+    return [
+        OwnerIdle(owner, team, cur, s.money["idle_cost"],
+                  Decimal(str(s.gpu_seconds)) / SECONDS_PER_HOUR)
+        for (owner, team, cur), s in ranked[:TOP_OWNERS]
+        if s.money["idle_cost"] > 0
+    ]  # fmt: skip
