@@ -61,7 +61,7 @@ def _costs(client: TestClient, session: Session, **params: str) -> dict[str, Any
     return result
 
 
-AWS = {"provider": "aws", "instance_type": "p4d.24xlarge", "region": "us-east-1"}
+AWS: dict[str, Any] = {"provider": "aws", "instance_type": "p4d.24xlarge", "region": "us-east-1"}
 
 
 def test_partly_seen_hour_costs_the_time_seen(client: TestClient, session: Session) -> None:
@@ -112,7 +112,9 @@ def test_estimates_use_the_ratio_the_bills_show(
     billing_service.import_file(session, path=bill)
     _settle(session)
     rows = session.execute(select(BillingLineItem.effective_cost, BillingLineItem.list_cost)).all()
-    ratio = (sum(r[0] for r in rows) / sum(r[1] for r in rows)).quantize(Decimal("0.000001"))
+    effective = sum((r[0] for r in rows), Decimal(0))
+    listed = sum((r[1] or Decimal(0) for r in rows), Decimal(0))
+    ratio = (effective / listed).quantize(Decimal("0.000001"))
     assert ratio < 1
     after = _costs(client, session)
     assert Decimal(after["groups"]["unbilled"]["exact"]["cost"]) == P4D_LIST * ratio
