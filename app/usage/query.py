@@ -132,7 +132,7 @@ class FleetSummary:
     gpus_by_state: dict[str, int]
     gpu_hours: float
     utilization_mean: float | None
-    power_mean_watts: float | None  # the fleet's draw, summed over GPUs
+    power_mean_watts: float | None  # the fleet's draw (summed over GPUs) while observed
     energy_joules: float
     idle_seconds: float
     low_util_seconds: float
@@ -164,8 +164,10 @@ def gpus_by_state(session: Session, *, now: datetime | None = None) -> dict[str,
     return {s: int(counts.get(s, 0)) for s in ("busy", "idle", "stale", "lost", "unknown")}
 
 
-def fleet_summary(session: Session, *, start: datetime, end: datetime) -> FleetSummary:
-    """The fleet over [start, end) from the fleet hour rollups (one row per hour)."""
+def fleet_summary(
+    session: Session, *, start: datetime, end: datetime, now: datetime | None = None
+) -> FleetSummary:
+    """The fleet over [start, end) from the fleet hour rollups; GPU states as of ``now``."""
     start, end = utc(start), utc(end)
     if end <= start:
         raise BadRange("'to' must be after 'from'")
@@ -180,17 +182,18 @@ def fleet_summary(session: Session, *, start: datetime, end: datetime) -> FleetS
             func.coalesce(func.sum(f.idle_seconds), 0.0),
             func.coalesce(func.sum(f.low_util_seconds), 0.0),
             func.coalesce(func.sum(f.busy_seconds), 0.0),
+            # The fleet's observed time: each hour's GPU-seconds over its GPUs.
+            func.coalesce(func.sum(f.observed_seconds / func.nullif(f.gpus, 0)), 0.0),
         ).where(f.bucket >= floor(start, timedelta(hours=1)), f.bucket < end)
     ).one()
-    observed, util_s, util_w, power_s, energy, idle, low, busy = (float(v) for v in row)
-    hours = (end - start).total_seconds()
+    observed, util_s, util_w, power_s, energy, idle, low, busy, fleet_s = (float(v) for v in row)
     return FleetSummary(
         start=start,
         end=end,
-        gpus_by_state=gpus_by_state(session),
+        gpus_by_state=gpus_by_state(session, now=now),
         gpu_hours=observed / 3600,
         utilization_mean=util_s / util_w if util_w else None,
-        power_mean_watts=power_s / hours if observed else None,
+        power_mean_watts=power_s / fleet_s if fleet_s else None,
         energy_joules=energy,
         idle_seconds=idle,
         low_util_seconds=low,

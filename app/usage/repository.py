@@ -79,7 +79,7 @@ def clear_dirty(session: Session, keys: Sequence[DirtyKey]) -> None:
 def load_gpu_points(
     session: Session, gpu_ids: Sequence[int], start: datetime, end: datetime
 ) -> dict[int, list[GpuPoint]]:
-    """Raw samples of ``gpu_ids`` in [start, end), sorted, with the owners on each sample."""
+    """Raw samples of ``gpu_ids`` in [start, end), sorted, with the owners and power limit."""
     owners: dict[tuple[int, datetime], set[OwnerKey]] = defaultdict(set)
     procs = select(
         GpuProcessSample.gpu_id,
@@ -104,15 +104,24 @@ def load_gpu_points(
             GpuSample.memory_used_bytes,
             GpuSample.power_watts,
             GpuSample.energy_mj,
+            GpuSample.power_limit_watts,
         )
         .where(GpuSample.gpu_id.in_(gpu_ids), GpuSample.ts >= start, GpuSample.ts < end)
         .order_by(GpuSample.gpu_id, GpuSample.ts)
     )
     out: dict[int, list[GpuPoint]] = defaultdict(list)
-    for gpu_id, ts, util, mem, power, energy in session.execute(stmt):
+    for gpu_id, ts, util, mem, power, energy, limit in session.execute(stmt):
         found = owners.get((gpu_id, ts))
         out[gpu_id].append(
-            GpuPoint(ts, util, mem, power, energy, tuple(sorted(found, key=str)) if found else ())
+            GpuPoint(
+                ts,
+                util,
+                mem,
+                power,
+                energy,
+                tuple(sorted(found, key=str)) if found else (),
+                power_limit_watts=limit,
+            )
         )
     return out
 

@@ -2,8 +2,12 @@
 
 Each sample stands for the time since the previous one (``max_gap_seconds`` at most); a sample
 after a longer gap, or the first one, stands for ``DEFAULT_SAMPLE_SECONDS``.
-Energy comes from the cumulative counter's delta; after a reset (the counter went down), a gap
-or a missing counter it falls back to power * time.
+Energy comes from the cumulative counter's delta, but only while that delta is something the
+GPU could have drawn: at most its power limit (``power_limit_watts`` of the sample, else
+``UNKNOWN_LIMIT_WATTS``) times the elapsed seconds times ``ENERGY_TOLERANCE``. A delta outside
+[0, bound] is a reset (the counter went down: driver reload, reboot) or a glitch (a counter
+jump, or samples of two histories interleaved, each with its own counter); then, as after a
+gap or without a counter, energy is power * the sample's duration, itself capped by the gap.
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from typing import Any
 from app.kit.timebuckets import floor
 
 DEFAULT_SAMPLE_SECONDS = 10.0
+# A counter delta may exceed power limit x seconds a little: the counter and the timestamp are
+# read at slightly different instants, and boost can briefly overshoot the enforced limit.
+ENERGY_TOLERANCE = 1.1
+# The bound when a sample carries no power limit: above any single GPU's board power today
+# (H200 SXM 700 W, B200 1,000 W, GB200 1,200 W), far below the kilowatts of a bogus delta.
+UNKNOWN_LIMIT_WATTS = 1500.0
 
 # (user, namespace, pod_name, job_id, account)
 OwnerKey = tuple[str | None, str | None, str | None, str | None, str | None]
@@ -33,6 +43,7 @@ class GpuPoint:
     power_watts: float | None = None
     energy_mj: int | None = None
     owners: tuple[OwnerKey, ...] = ()
+    power_limit_watts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +210,14 @@ def gpu_buckets(
 
 
 def _energy(prev: GpuPoint | None, p: GpuPoint, seconds: float) -> float | None:
+    """Joules for the ``seconds`` since ``prev`` (``None`` when not contiguous)."""
     if prev is not None and prev.energy_mj is not None and p.energy_mj is not None:
-        delta = p.energy_mj - prev.energy_mj
-        if delta >= 0:
-            return delta / 1000.0
-        # The counter went down: the driver was reloaded or the node rebooted.
+        joules = (p.energy_mj - prev.energy_mj) / 1000.0
+        limit = p.power_limit_watts or prev.power_limit_watts or UNKNOWN_LIMIT_WATTS
+        if 0 <= joules <= limit * seconds * ENERGY_TOLERANCE:
+            return joules
+        # Below 0 the counter was reset (driver reload, reboot); above the bound it is a
+        # glitch or another history's counter: either way the delta is not this GPU's draw.
     if p.power_watts is not None:
         return p.power_watts * seconds
     return None

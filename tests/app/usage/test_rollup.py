@@ -1,4 +1,4 @@
-"""Pure rollup arithmetic: durations, energy from counters (resets, gaps), owners, hours."""
+"""Rollup arithmetic: durations, energy from counters (resets, gaps, bounds), owners, hours."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from app.usage import service
 from app.usage.rollup import GpuPoint, HostPoint, combine_gpu, gpu_buckets, host_buckets
+from tests.factories.nodes import make_batch
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -19,6 +21,7 @@ def _points(utils: list[float], *, step: int = 10, energy: list[int] | None = No
             power_watts=kw.get("power", 100.0),
             energy_mj=None if energy is None else energy[i],
             owners=kw.get("owners", ()),
+            power_limit_watts=kw.get("power_limit"),
         )
         for i, u in enumerate(utils)
     ]
@@ -53,6 +56,55 @@ def test_gap_is_not_coverage_and_counter_delta_across_it_is_not_used() -> None:
     buckets = gpu_buckets(pts)
     assert [b.observed_seconds for b in buckets] == [10, 10]
     assert [b.energy_joules for b in buckets] == [1000, 1000]
+
+
+def test_counter_jump_beyond_the_power_limit_falls_back_to_power() -> None:
+    # 400 W limit: 10 s may add at most 400 * 10 * 1.1 = 4.4 kJ; the 4th delta is a glitch.
+    energy = [0, 4_000_000, 8_400_000, 90_000_000, 94_000_000, 98_000_000]
+    [b] = gpu_buckets(_points([50] * 6, energy=energy, power_limit=400.0))
+    # 4 kJ and 4.4 kJ (within the tolerance) count; the 81.6 MJ jump is power (100 W) x 10 s.
+    assert b.energy_joules == pytest.approx(1000 + 4000 + 4400 + 1000 + 4000 + 4000)
+
+
+def test_counter_bound_without_a_power_limit_is_a_fixed_ceiling() -> None:
+    # No limit known: at most 1,500 W x 1.1, so 10 kJ in 10 s (1 kW) counts, 20 kJ (2 kW) not.
+    energy = [0, 10_000_000, 30_000_000]
+    [b] = gpu_buckets(_points([50] * 3, energy=energy))
+    assert b.energy_joules == pytest.approx(1000 + 10_000 + 1000)
+
+
+def test_interleaved_histories_with_restarted_counters_stay_within_the_limit() -> None:
+    """A demo restarted on the same data stored a second history 5 s off, its counter from 0."""
+    first = _points([90] * 6, energy=[10**9 + 4_000_000 * i for i in range(6)], power=400.0)
+    second = [
+        GpuPoint(
+            p.ts + timedelta(seconds=5),
+            utilization=90.0,
+            power_watts=400.0,
+            energy_mj=4_000_000 * i,
+            power_limit_watts=700.0,
+        )
+        for i, p in enumerate(first)
+    ]
+    points = sorted(first + second, key=lambda p: p.ts)
+    [b] = gpu_buckets(points)
+    # Every delta crosses the histories (down, or up by ~1 GJ): each sample is 400 W x 5 s,
+    # the first 400 W x 10 s. Never more than the 700 W limit over the observed time.
+    assert b.observed_seconds == pytest.approx(10 + 11 * 5)
+    assert b.energy_joules == pytest.approx(400 * (10 + 11 * 5))
+    assert (b.energy_joules or 0.0) <= 700 * b.observed_seconds
+
+
+def test_stored_power_limit_bounds_the_energy(session, ingest) -> None:
+    """The rollup reads each sample's stored power limit (here 400 W, below the 1,500 W ceiling)."""
+    batch = make_batch(gpus=1, samples_per_gpu=6, start=T0)
+    for k, sample in enumerate(batch["samples"]):
+        sample["power_limit_watts"] = 400.0
+        sample["energy_mj"] = k * 10_000_000  # 1 kW: more than the GPU can draw
+    ingest(batch)
+    service.rollup_pending(session)
+    [hour] = service.gpu_hours(session, start=T0, end=T0 + timedelta(hours=1))
+    assert hour.energy_joules == pytest.approx(6 * 300 * 10)  # power (300 W) x 10 s each
 
 
 def test_owners_split_shared_samples() -> None:
