@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +16,9 @@ from pathlib import Path
 import uvicorn
 
 from agent.cli import make_agent
+from agent.collectors.simulator import SimulatedHost
 from agent.config import AgentSettings
+from agent.loop import Agent
 from agent.pusher import MemoryOutbox, Pusher, Sender
 from app import migrate
 from app.auth import service as auth_service
@@ -92,15 +94,73 @@ def _settings(node: DemoNode, server: str, token: str, index: int) -> AgentSetti
     )
 
 
+@dataclass(frozen=True)
+class StoredHistory:
+    """What the server already has of a demo node: its last sample, each GPU's last counter."""
+
+    last_seen: datetime | None = None
+    counters: dict[str, tuple[int, datetime]] = field(default_factory=dict)  # uuid → (mJ, ts)
+
+
+def stored_history() -> dict[str, StoredHistory]:
+    """The demo nodes' history in the database (the demo shares the server's process)."""
+    from sqlalchemy import select
+
+    from app.models import Gpu, GpuSample, Node
+
+    names = [n.name for n in FLEET]
+    with session_scope() as session:
+        nodes = session.execute(
+            select(Node.id, Node.name, Node.last_seen).where(Node.name.in_(names))
+        )
+        last = {node_id: (name, seen) for node_id, name, seen in nodes}
+        counters: dict[str, dict[str, tuple[int, datetime]]] = {
+            name: {} for name, _ in last.values()
+        }
+        latest = (
+            select(Gpu.node_id, Gpu.uuid, GpuSample.energy_mj, GpuSample.ts)
+            .join(GpuSample, (GpuSample.gpu_id == Gpu.id) & (GpuSample.ts == Gpu.last_seen))
+            .where(Gpu.node_id.in_(list(last)))
+        )
+        for node_id, uuid, energy_mj, ts in session.execute(latest):
+            if energy_mj is not None:
+                counters[last[node_id][0]][uuid] = (energy_mj, ts)
+    return {name: StoredHistory(seen, counters[name]) for name, seen in last.values()}
+
+
+def _continue_counters(agent: Agent, history: StoredHistory | None) -> None:
+    # A restarted demo's GPUs "kept running": their energy counters go on from the stored ones
+    # rather than restarting from 0, as a real GPU's would while only the agent restarts.
+    if history is not None and isinstance(agent.host, SimulatedHost):
+        for uuid, (energy_mj, ts) in history.counters.items():
+            agent.host.sim.continue_energy(uuid, energy_mj, at=ts.timestamp())
+
+
 def backfill(
-    node: DemoNode, server: str, token: str, index: int, *, minutes: int = BACKFILL_MINUTES
-) -> None:
-    """Send the last ``minutes`` of simulated history, so the charts are full at once."""
-    start = datetime.now(UTC) - timedelta(minutes=minutes)
+    node: DemoNode,
+    server: str,
+    token: str,
+    index: int,
+    *,
+    now: datetime | None = None,
+    history: StoredHistory | None = None,
+    minutes: int = BACKFILL_MINUTES,
+) -> int:
+    """Send the last ``minutes`` of simulated history, so the charts are full at once.
+
+    Only what the server lacks: after ``history.last_seen`` (a restarted demo), so history is
+    never stored twice at shifted timestamps. Returns the number of readings sent.
+    """
+    now = now or datetime.now(UTC)
+    start = now - timedelta(minutes=minutes)
+    step_delta = timedelta(seconds=BACKFILL_STEP_SECONDS)
+    if history is not None and history.last_seen is not None:
+        start = max(start, history.last_seen + step_delta)
+    steps = max(0, int((now - start) / step_delta))
     t = [start.timestamp()]
     agent = make_agent(_settings(node, server, token, index), clock=lambda: t[0])
+    _continue_counters(agent, history)
     pusher = Pusher(server, token)
-    steps = minutes * 60 // BACKFILL_STEP_SECONDS
     for step in range(steps):
         t[0] = start.timestamp() + step * BACKFILL_STEP_SECONDS
         agent.record(*agent.collect_once(datetime.fromtimestamp(t[0], UTC), t[0]))
@@ -110,6 +170,17 @@ def backfill(
                 result = pusher.send(batch)
                 if not result.ok:
                     log.warning("backfill of %s: %s %s", node.name, result.status, result.message)
+    return steps
+
+
+def backfill_fleet(server: str, tokens: dict[str, str], *, now: datetime | None = None) -> int:
+    """Backfill every demo node from where its stored history ends; returns readings sent."""
+    now = now or datetime.now(UTC)
+    history = stored_history()
+    return sum(
+        backfill(node, server, tokens[node.name], i, now=now, history=history.get(node.name))
+        for i, node in enumerate(FLEET)
+    )
 
 
 FOCUS_HEADER = (
@@ -179,13 +250,14 @@ def run_fleet(
 ) -> None:
     """Backfill, import a bill, then run one live simulated agent per demo node until ``stop``."""
     _wait_healthy(server, stop)
-    for i, node in enumerate(FLEET):
-        backfill(node, server, tokens[node.name], i)
+    backfill_fleet(server, tokens)
     if data_dir is not None:
         import_demo_bill(data_dir)
+    history = stored_history()
     agents = []
     for i, node in enumerate(FLEET):
         agent = make_agent(_settings(node, server, tokens[node.name], i))
+        _continue_counters(agent, history.get(node.name))
         agent.outbox = MemoryOutbox()
         Sender(agent.outbox, Pusher(server, tokens[node.name])).start()
         thread = threading.Thread(target=agent.run, name=f"agent-{node.name}", daemon=True)

@@ -279,6 +279,12 @@ class SimulatedNvml:
         return self._events.pop(0)
 
     # -- simulation -------------------------------------------------------------------------
+    def continue_energy(self, uuid: str, energy_mj: int, *, at: float) -> None:
+        """Go on from a counter reading taken at ``at`` (epoch seconds) instead of from 0."""
+        for g in self.gpus:
+            if g.uuid == uuid:
+                g.energy_mj, g.last_t = float(energy_mj), at
+
     def owner_of(self, pid: int) -> Owner | None:
         """The simulated owner of a simulated process."""
         return self.owner if any(g.pid == pid for g in self.gpus) else None
