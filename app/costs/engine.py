@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -68,7 +68,7 @@ class Ratio:
 LIST_PRICE = Ratio(Decimal(1), "list price (no bill shows a discount yet)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LedgerRow:
     """One owner's share of one GPU-hour: a ``cost_ledger_hours`` row."""
 
@@ -93,7 +93,14 @@ class LedgerRow:
     unpriced_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return dict(zip(LEDGER_FIELDS, astuple_shallow(self), strict=True))
+
+
+LEDGER_FIELDS = tuple(f.name for f in fields(LedgerRow))
+
+
+def astuple_shallow(row: LedgerRow) -> tuple[Any, ...]:
+    return tuple(getattr(row, name) for name in LEDGER_FIELDS)
 
 
 def hours_between(start: datetime, end: datetime) -> list[datetime]:
@@ -212,11 +219,14 @@ def price_node_hours(
     if entry is not None and entry.energy_price_kwh is not None:
         energy_price = entry.energy_price_kwh * (entry.pue or Decimal(1))
     estimate = _estimate(node, entry, ratio, len(gpus))
+    bills: dict[datetime, list[tuple[str, Decimal]]] = defaultdict(list)
+    for (at, cur), amount in billed.items():
+        bills[at].append((cur, amount))
     rows: list[LedgerRow] = []
     for hour in sorted(set(hours)):
         seen = by_hour.get(hour, {})
-        bills = [(cur, amount) for (h, cur), amount in billed.items() if h == hour]
-        prices = [_Price("billed", cur, amount, Decimal(0)) for cur, amount in sorted(bills)]
+        prices = [_Price("billed", cur, amount, Decimal(0))
+                  for cur, amount in sorted(bills.get(hour, []))]  # fmt: skip
         for price in prices or ([estimate] if seen else []):
             for gpu_id in gpus:
                 share = None

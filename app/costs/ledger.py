@@ -52,6 +52,9 @@ MAX_SPREAD = timedelta(days=400)  # a bill row longer than this (none seen) is n
 RATIO_QUANTUM = Decimal("0.000001")
 GPU_COMPONENTS = ("instance", "gpu")
 MONEY = ("cost", "utilized_cost", "idle_cost", "unused_cost", "energy_cost")
+# What pricing reads of an hourly rollup (plain rows: loading ORM objects was a third of the time).
+USAGE_COLUMNS = [getattr(GpuHourRollup, c) for c in ("gpu_id", "bucket", "observed_seconds",
+                 "utilization_mean", "idle_seconds", "energy_joules", "owners")]  # fmt: skip
 DAY_KEY = ("node_id", "owner", "team", "project", "source", "currency")
 
 
@@ -244,8 +247,9 @@ def _price_node(
     usage = []
     if gpu_ids:
         h = GpuHourRollup
-        stmt = select(h).where(h.gpu_id.in_(gpu_ids), h.bucket >= start, h.bucket < end)
-        usage = [gpu_hour_of(r, node.node_id) for r in session.scalars(stmt)]
+        stmt = select(*USAGE_COLUMNS).where(h.gpu_id.in_(gpu_ids), h.bucket >= start,
+                                            h.bucket < end)  # fmt: skip
+        usage = [gpu_hour_of(r, node.node_id) for r in session.execute(stmt)]
     running = {node.node_id: {u.hour for u in usage}}
     billed = {
         (h, cur): amount

@@ -161,7 +161,7 @@ def gpu_hours(session: Session, *, start: datetime, end: datetime) -> list[GpuHo
     return [gpu_hour_of(row, node_id) for row, node_id in session.execute(stmt)]
 
 
-def gpu_hour_of(row: GpuHourRollup, node_id: int) -> GpuHour:
+def gpu_hour_of(row: Any, node_id: int) -> GpuHour:
     """One hourly rollup row as the cost engine reads it (owners longest first)."""
     owners = [
         OwnerShare(seconds=seconds, **dict(zip(OWNER_FIELDS, key, strict=True)))
