@@ -232,16 +232,18 @@ def _instance_id(index: int) -> str:
 
 
 def import_demo_bill(data_dir: Path) -> None:
-    """Roll up what the agents sent, then import the demo bill, so costs show at once."""
+    """Roll up what the agents sent, import the demo bill and price the ledger, so costs show
+    at once rather than after the next scheduled runs."""
     from app.billing import service as billing_service
+    from app.costs import ledger
     from app.usage import service as usage_service
 
     path = data_dir / "demo-bill-focus.csv"
     write_demo_bill(path, now=datetime.now(UTC))
-    with session_scope() as session:
-        usage_service.rollup_pending(session)
+    usage_service.rollup_all(session_scope)
     with session_scope() as session:
         summary = billing_service.import_file(session, path=path)
+    ledger.reprice_all(session_scope)
     log.info("demo bill: %s rows, %s matched to nodes", summary.rows_accepted, summary.rows_matched)
 
 
