@@ -14,10 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select, type_coerce, union_all
 from sqlalchemy.orm import Session
 
 from app.costs.ledger import MONEY
+from app.db import UTCDateTime
 from app.kit.timebuckets import DAY, HOUR, floor_day, floor_hour, utc
 from app.models import Cluster, CostLedgerDay, CostLedgerHour, Node
 
@@ -43,34 +44,36 @@ class Sums:
             self.money[m] += Decimal(row[m] or 0)
 
 
-def _column(model: Model, key: str) -> Any:
+def _column(model: Model, key: str, dialect: str) -> Any:
     if key == "node":
         return Node.name
     if key == "cluster":
         return func.coalesce(Cluster.name, "none")
     if key == "instance_type":
         return func.coalesce(Node.instance_type, "none")
-    if key in ("day", "hour"):
+    if key == "day" and model is CostLedgerDay:
+        return CostLedgerDay.day
+    if key == "day" and dialect == "postgresql":
+        return type_coerce(func.date_trunc("day", CostLedgerHour.hour, "UTC"), UTCDateTime())
+    if key in ("day", "hour"):  # SQLite: the hour, floored to its day in Python
         return model.day if model is CostLedgerDay else model.hour  # type: ignore[union-attr]
     return getattr(model, key)
 
 
-def _query(model: Model, keys: Sequence[str], start: datetime, end: datetime,
-           where: Where | None, grouped: bool) -> Select[Any]:  # fmt: skip
+def _rows(model: Model, keys: Sequence[str], start: datetime, end: datetime,
+          where: Where | None, dialect: str) -> Select[Any]:  # fmt: skip
+    """The ledger rows of one table in [start, end): the key columns and the summed ones."""
     time = model.day if model is CostLedgerDay else model.hour  # type: ignore[union-attr]
-    key_cols = [_column(model, k).label(k) for k in keys]
-    if grouped:
-        value_cols = [func.sum(getattr(model, s)).label(s) for s in SUMS]
-    else:
-        value_cols = [getattr(model, s).label(s) for s in SUMS]
-    stmt = select(*key_cols, *value_cols).where(time >= start, time < end)
+    key_cols = [_column(model, k, dialect).label(k) for k in keys]
+    stmt = select(*key_cols, *(getattr(model, s).label(s) for s in SUMS))
+    stmt = stmt.where(time >= start, time < end)
     if {"node", "cluster", "instance_type"} & set(keys):
         stmt = stmt.join(Node, Node.id == model.node_id)
         if "cluster" in keys:
             stmt = stmt.outerjoin(Cluster, Cluster.id == Node.cluster_id)
     if where is not None:
         stmt = stmt.where(*where(model))
-    return stmt.group_by(*key_cols) if grouped else stmt
+    return stmt
 
 
 def sum_ledger(
@@ -81,9 +84,13 @@ def sum_ledger(
     keys: Sequence[str],
     where: Where | None = None,
     hourly: bool = False,
+    largest: str | None = None,
+    limit: int | None = None,
 ) -> dict[tuple[Any, ...], Sums]:
     """Ledger sums over the hours in [floor_hour(start), end), by ``keys`` (see ``KEYS``;
-    ``day`` is the UTC day). ``hourly`` reads only hour rows (for zones other than UTC)."""
+    ``day`` is the UTC day). ``hourly`` reads only hour rows (for zones other than UTC).
+    With ``largest`` (a money column) and ``limit``: only the ``limit`` groups where that
+    column is largest, largest first."""
     start, end = floor_hour(utc(start)), utc(end)
     out: dict[tuple[Any, ...], Sums] = defaultdict(Sums)
     if end <= start:
@@ -96,19 +103,27 @@ def sum_ledger(
     else:
         ranges += [(CostLedgerHour, start, first_day), (CostLedgerDay, first_day, last_day),
                    (CostLedgerHour, last_day, end)]  # fmt: skip
-    grouped = session.get_bind().dialect.name == "postgresql"
-    for model, lo, hi in ranges:
-        if hi <= lo:
-            continue
-        wanted = [("hour" if k == "day" else k) for k in keys] if model is CostLedgerHour else keys
-        for row in session.execute(_query(model, wanted, lo, hi, where, grouped)):
+    dialect = session.get_bind().dialect.name
+    parts = [_rows(m, keys, lo, hi, where, dialect) for m, lo, hi in ranges if hi > lo]
+    if dialect == "postgresql":
+        # One statement: the parts' rows unioned, grouped, and ranked by the database.
+        rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+        key_cols = [rows.c[k] for k in keys]
+        stmt = select(*key_cols, *(func.sum(rows.c[s]).label(s) for s in SUMS))
+        stmt = stmt.group_by(*key_cols)
+        if largest is not None:
+            stmt = stmt.order_by(func.sum(rows.c[largest]).desc(), *key_cols).limit(limit)
+        for row in session.execute(stmt):
+            out[tuple(row._mapping[k] for k in keys)].add(row._mapping)
+        return out
+    for part in parts:
+        for row in session.execute(part):
             values = row._mapping
-            key = tuple(
-                floor_day(values["hour"]) if k == "day" and model is CostLedgerHour
-                else values[k if not (k == "day" and model is CostLedgerHour) else "hour"]
-                for k in keys
-            )  # fmt: skip
+            key = tuple(floor_day(values[k]) if k == "day" else values[k] for k in keys)
             out[key].add(values)
+    if largest is not None:
+        ranked = sorted(out.items(), key=lambda kv: (-kv[1].money[largest], kv[0]))[:limit]
+        return dict(ranked)
     return out
 
 
