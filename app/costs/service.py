@@ -141,18 +141,26 @@ def pricing_notes(session: Session, *, start: datetime, end: datetime) -> list[N
     """Nodes with estimated or unpriced hours in the window, with the ratio or the reason."""
     sums = sum_ledger(session, start=start, end=end, keys=["node_id", "node", "source"],
                       where=lambda m: [m.source.in_(["estimated", "unpriced"])])  # fmt: skip
+    h = CostLedgerHour
+    window = (h.node_id == Node.id, h.hour >= floor_hour(utc(start)), h.hour < utc(end))
+
+    def latest(column: Any, source: str) -> Any:
+        return (select(column).where(*window, h.source == source).order_by(h.hour.desc())
+                .limit(1).scalar_subquery())  # fmt: skip
+
+    # One statement: per node, the latest ratio basis and unpriced reason in the window.
+    details = {
+        node_id: {"estimated": basis, "unpriced": reason}
+        for node_id, basis, reason in session.execute(
+            select(Node.id, latest(h.price_basis, "estimated"),
+                   latest(h.unpriced_reason, "unpriced"))
+            .where(Node.id.in_(sorted({k[0] for k in sums})))
+        )
+    }  # fmt: skip
     out = []
     for (node_id, name, source), s in sorted(sums.items(), key=lambda kv: (kv[0][1], kv[0][2])):
-        h = CostLedgerHour
-        detail = session.scalar(
-            select(h.unpriced_reason if source == "unpriced" else h.price_basis)
-            .where(h.node_id == node_id, h.source == source, h.hour >= floor_hour(utc(start)),
-                   h.hour < utc(end))
-            .order_by(h.hour.desc())
-            .limit(1)
-        )  # fmt: skip
         hours = (Decimal(str(s.gpu_seconds)) / 3600).quantize(Decimal("0.0001"))
-        out.append(NodePricing(name, source, hours, detail))
+        out.append(NodePricing(name, source, hours, details.get(node_id, {}).get(source)))
     return out
 
 
