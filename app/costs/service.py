@@ -37,6 +37,12 @@ class Sums:
     energy_joules: float = 0.0
     money: dict[str, Decimal] = field(default_factory=lambda: {m: Decimal(0) for m in MONEY})
 
+    def merge(self, other: Sums) -> None:
+        self.gpu_seconds += other.gpu_seconds
+        self.energy_joules += other.energy_joules
+        for m in MONEY:
+            self.money[m] += other.money[m]
+
     def add(self, row: Any) -> None:
         self.gpu_seconds += float(row["gpu_seconds"] or 0)
         self.energy_joules += float(row["energy_joules"] or 0)
@@ -139,29 +145,36 @@ class NodePricing:
 
 def pricing_notes(session: Session, *, start: datetime, end: datetime) -> list[NodePricing]:
     """Nodes with estimated or unpriced hours in the window, with the ratio or the reason."""
-    sums = sum_ledger(session, start=start, end=end, keys=["node_id", "node", "source"],
+    sums = sum_ledger(session, start=start, end=end, keys=["node_id", "source"],
                       where=lambda m: [m.source.in_(["estimated", "unpriced"])])  # fmt: skip
     h = CostLedgerHour
-    window = (h.node_id == Node.id, h.hour >= floor_hour(utc(start)), h.hour < utc(end))
-
-    def latest(column: Any, source: str) -> Any:
-        return (select(column).where(*window, h.source == source).order_by(h.hour.desc())
-                .limit(1).scalar_subquery())  # fmt: skip
-
-    # One statement: per node, the latest ratio basis and unpriced reason in the window.
-    details = {
-        node_id: {"estimated": basis, "unpriced": reason}
-        for node_id, basis, reason in session.execute(
-            select(Node.id, latest(h.price_basis, "estimated"),
-                   latest(h.unpriced_reason, "unpriced"))
-            .where(Node.id.in_(sorted({k[0] for k in sums})))
-        )
-    }  # fmt: skip
-    out = []
-    for (node_id, name, source), s in sorted(sums.items(), key=lambda kv: (kv[0][1], kv[0][2])):
-        hours = (Decimal(str(s.gpu_seconds)) / 3600).quantize(Decimal("0.0001"))
-        out.append(NodePricing(name, source, hours, details.get(node_id, {}).get(source)))
-    return out
+    names: dict[int, str] = {}
+    details: dict[tuple[int, str], str | None] = {}
+    for source, column in (("estimated", h.price_basis), ("unpriced", h.unpriced_reason)):
+        nodes = sorted(n for n, src in sums if src == source)
+        if not nodes:
+            continue
+        # Per node, the latest basis (or reason) in the window: one index probe each.
+        latest = (
+            select(column)
+            .where(h.node_id == Node.id, h.source == source, h.hour >= floor_hour(utc(start)),
+                   h.hour < utc(end))
+            .order_by(h.hour.desc())
+            .limit(1)
+            .scalar_subquery()
+        )  # fmt: skip
+        for node_id, name, detail in session.execute(
+            select(Node.id, Node.name, latest).where(Node.id.in_(nodes))
+        ):
+            names[node_id] = name
+            details[node_id, source] = detail
+    out = [
+        NodePricing(names.get(node_id, str(node_id)), source,
+                    (Decimal(str(s.gpu_seconds)) / 3600).quantize(Decimal("0.0001")),
+                    details.get((node_id, source)))
+        for (node_id, source), s in sums.items()
+    ]  # fmt: skip
+    return sorted(out, key=lambda p: (p.node, p.source))
 
 
 @dataclass

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.costs import service as costs_service
@@ -73,40 +73,30 @@ def _amounts(by_source: dict[str, Sums]) -> Amounts:
     )
 
 
-def bill_coverage(session: Session, *, start: datetime, end: datetime) -> list[Coverage]:
-    """The GPU instance rows of the bills in [start, end) (a row crossing an edge counts for
-    its share of time), split into those matched to a node with telemetry and the rest."""
+def unmatched_gpu_spend(session: Session, *, start: datetime, end: datetime) -> dict[str, Decimal]:
+    """Per currency, the bills' GPU instance rows in [start, end) that match no node (a row
+    crossing an edge counts for its share of time). Read through a small partial index."""
     li = BillingLineItem
     currencies = import_currencies(session)
-    where = (li.charge_period_start < end, li.charge_period_end > start, li.x_gpu_count > 0,
-             li.x_cost_component.in_(GPU_COMPONENTS))  # fmt: skip
     stmt = select(
-        li.import_id, li.node_id.is_not(None), li.x_dataset, li.x_source_system,
-        li.charge_period_start, li.charge_period_end, li.effective_cost, li.x_exchange_rate,
-    ).where(*where)  # fmt: skip
-    inside = and_(li.charge_period_start >= start, li.charge_period_end <= end)
-    rows: list[Any] = []
-    if session.get_bind().dialect.name == "postgresql":
-        # Rows wholly inside are summed by the database; only the edges come back one by one.
-        keys = (li.import_id, li.node_id.is_not(None), li.x_dataset, li.x_source_system)
-        amount = func.sum(li.effective_cost * li.x_exchange_rate)
-        summed = select(*keys, amount).where(*where, inside).group_by(*keys)
-        for import_id, matched, dataset, source, total in session.execute(summed):
-            rows.append((import_id, matched, dataset, source, None, None, total, Decimal(1)))
-        rows += session.execute(stmt.where(~inside)).all()
-    else:
-        rows = list(session.execute(stmt).all())
-    amortized = {r[3] for r in rows if r[2] == "amortized"}
-    totals: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
-    for import_id, matched, dataset, source, lo, hi, amount, rate in rows:
+        li.import_id, li.x_dataset, li.x_source_system, li.charge_period_start,
+        li.charge_period_end, li.effective_cost, li.x_exchange_rate,
+    ).where(
+        li.node_id.is_(None), li.x_gpu_count > 0, li.charge_period_end > start,
+        li.charge_period_start < end, li.x_cost_component.in_(GPU_COMPONENTS),
+    )  # fmt: skip
+    rows = session.execute(stmt).all()
+    amortized = {r[2] for r in rows if r[1] == "amortized"}
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for import_id, dataset, source, lo, hi, amount, rate in rows:
         if dataset == "actual" and source in amortized:
             continue
-        value = Decimal(amount) * Decimal(rate)
-        if lo is not None and (lo < start or hi > end):
+        value = amount * rate
+        if lo < start or hi > end:
             overlap = min(hi, end) - max(lo, start)
             value = value * Decimal(overlap.total_seconds()) / Decimal((hi - lo).total_seconds())
-        totals[currencies.get(import_id, "USD")][0 if matched else 1] += value
-    return [Coverage(cur, m + u, m, u) for cur, (m, u) in sorted(totals.items())]
+        totals[currencies.get(import_id, "USD")] += value
+    return totals
 
 
 def spend_report(
@@ -121,11 +111,19 @@ def spend_report(
 ) -> SpendReport:
     """The GPU spend report for [start, end), with the previous period to compare with."""
     start, end, zone = utc(start), utc(end), ZoneInfo(tz)
-    keys = [*group_by, "currency", "source"]
-    sums = costs_service.sum_ledger(session, start=start, end=end, keys=keys)
+    # One read of the period gives the lines and the daily breakdown: by day in UTC (day
+    # totals), by hour in other zones (their days do not start at UTC midnight).
+    utc_days = all(zone.utcoffset(t.replace(tzinfo=None)) == timedelta(0) for t in (start, end))
+    when = "day" if utc_days else "hour"
+    sums = costs_service.sum_ledger(session, start=start, end=end, hourly=not utc_days,
+                                    keys=[*group_by, "currency", "source", when])  # fmt: skip
     by_group: dict[tuple[Any, ...], dict[str, Sums]] = defaultdict(dict)
-    for key, s in sums.items():
-        by_group[key[:-1]][key[-1]] = s
+    daily: dict[tuple[Any, ...], Decimal] = defaultdict(Decimal)
+    for key, part in sums.items():
+        *group, currency, source, at = key
+        by_group[(*group, currency)].setdefault(source, Sums()).merge(part)
+        name = tuple(str(v) for v in group)
+        daily[(at.astimezone(zone).date(), name, currency)] += part.money["cost"]
     prev_start, prev_end = previous_period(start, end, zone)
     previous = costs_service.sum_ledger(session, start=prev_start, end=prev_end,
                                         keys=[*group_by, "currency"])  # fmt: skip
@@ -134,13 +132,18 @@ def spend_report(
                   previous[key].money["cost"] if key in previous else None)
         for key, parts in by_group.items()
     ]  # fmt: skip
-    coverage = bill_coverage(session, start=start, end=end)
-    for c in coverage:
-        if c.unobserved:
+    observed: dict[str, Decimal] = defaultdict(Decimal)
+    for line in lines:
+        observed[line.currency] += line.amounts.billed
+    unmatched = unmatched_gpu_spend(session, start=start, end=end)
+    coverage = []
+    for currency in sorted(set(observed) | set(unmatched)):
+        seen, unseen = observed.get(currency, Decimal(0)), unmatched.get(currency, Decimal(0))
+        if seen or unseen:
+            coverage.append(Coverage(currency, seen + unseen, seen, unseen))
+        if unseen:
             name = (NO_TELEMETRY,) + ("",) * (len(group_by) - 1)
-            lines.append(
-                SpendLine(name, c.currency, Amounts(cost=c.unobserved, billed=c.unobserved))
-            )
+            lines.append(SpendLine(name, currency, Amounts(cost=unseen, billed=unseen)))
     lines.sort(key=lambda line: (line.currency, -line.amounts.cost, line.key))
     totals: dict[str, Amounts] = {}
     for line in lines:
@@ -152,25 +155,11 @@ def spend_report(
     return SpendReport(
         start=start, end=end, tz=tz, label=label, group_by=group_by, generated_at=now,
         previous_start=prev_start, previous_end=prev_end, lines=lines, totals=totals,
-        daily=_daily(session, start, end, zone, group_by), top_idle_owners=_top_owners(session, start, end),
-        coverage=coverage,
+        daily=[DailyCost(d, g, cur, cost) for (d, g, cur), cost in sorted(daily.items())],
+        top_idle_owners=_top_owners(session, start, end), coverage=coverage,
         unpriced_nodes=[UnpricedNode(n.node, n.detail or "", n.gpu_hours) for n in notes
                         if n.source == "unpriced"],
     )  # fmt: skip
-
-
-def _daily(session: Session, start: datetime, end: datetime, zone: ZoneInfo,
-           group_by: tuple[str, ...]) -> list[DailyCost]:  # fmt: skip
-    """Cost per group and day in the report's zone; UTC reads day totals, other zones hours."""
-    utc_days = all(zone.utcoffset(t.replace(tzinfo=None)) == timedelta(0) for t in (start, end))
-    key = "day" if utc_days else "hour"
-    sums = costs_service.sum_ledger(session, start=start, end=end, hourly=not utc_days,
-                                    keys=[*group_by, "currency", key])  # fmt: skip
-    out: dict[tuple[Any, ...], Decimal] = defaultdict(Decimal)
-    for k, s in sums.items():
-        day = k[-1].astimezone(zone).date()
-        out[(day, tuple(str(v) for v in k[:-2]), k[-2])] += s.money["cost"]
-    return [DailyCost(d, g, cur, cost) for (d, g, cur), cost in sorted(out.items())]
 
 
 def _top_owners(session: Session, start: datetime, end: datetime) -> list[OwnerIdle]:

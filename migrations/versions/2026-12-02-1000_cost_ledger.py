@@ -96,6 +96,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("cost_ledger_hours", schema=None) as batch_op:
         batch_op.create_index("ix_cost_ledger_hours_hour", ["hour"], unique=False)
+    with op.batch_alter_table("billing_line_items", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_billing_line_items_unmatched_gpu",
+            ["charge_period_end"],
+            unique=False,
+            postgresql_where=sa.text("node_id IS NULL AND x_gpu_count > 0"),
+            sqlite_where=sa.text("node_id IS NULL AND x_gpu_count > 0"),
+        )
     # Price the hours already rolled up: the next costs.reprice run fills the ledger.
     op.execute(
         "INSERT INTO cost_dirty (node_id, hour, version) "
@@ -105,6 +113,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("billing_line_items", schema=None) as batch_op:
+        batch_op.drop_index("ix_billing_line_items_unmatched_gpu")
     with op.batch_alter_table("cost_ledger_hours", schema=None) as batch_op:
         batch_op.drop_index("ix_cost_ledger_hours_hour")
 

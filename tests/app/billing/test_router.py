@@ -68,4 +68,4 @@ def test_costs_endpoint_empty_window(client: TestClient, session: Session) -> No
                    params={"from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z",
                            "group_by": "team"})  # fmt: skip
     assert r.status_code == 200, r.text
-    assert r.json()["total"] == "0"
+    assert r.json()["total"] == "0.00"
