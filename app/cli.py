@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_billing_parsers(sub)
 
+    from app.reports.cli import add_parsers as add_report_parsers
+
+    add_report_parsers(sub)
+
     sub.group.add_parser(
         "agent", help="run the node agent (gpuledger agent --help)", add_help=False
     )
@@ -150,6 +154,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         run = billing_cli.run_billing if args.command == "billing" else billing_cli.run_pricebook
         return run(args)
+    if args.command == "report":
+        from app.reports import cli as reports_cli
+
+        return reports_cli.run_report(args)
     from app.auth import service as auth_service
     from app.db import session_scope
 

@@ -20,6 +20,7 @@ from app.errors import AppError
 from app.ingest.router import router as ingest_router
 from app.kit.validation import PayloadInvalid, field_errors, summarize
 from app.nodes.router import router as nodes_router
+from app.reports.router import router as reports_router
 from app.scheduler import PERIODIC_JOBS, EmbeddedScheduler
 from app.usage.router import router as usage_router
 from app.web.router import router as web_router
@@ -76,5 +77,6 @@ def create_app(*, embedded_jobs: bool | None = None) -> FastAPI:
     app.include_router(costs_router)
     app.include_router(nodes_router)
     app.include_router(usage_router)
+    app.include_router(reports_router)
     app.include_router(web_router)
     return app

@@ -1,28 +1,38 @@
-"""Server-rendered pages: sign-in and the fleet utilization page."""
+"""Server-rendered pages: sign-in, the fleet utilization page and the spend report."""
 
 from __future__ import annotations
 
 import json
+import zoneinfo
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import plotly.io
 import plotly.offline
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth_service
+from app.auth.service import Role
+from app.charts.spend import spend_figure
 from app.charts.utilization import utilization_figure
 from app.config import settings
 from app.costs import service as costs_service
 from app.deps import SESSION_COOKIE, SessionDep
 from app.errors import Unauthenticated
+from app.kit.money import round_money
 from app.models import ApiKey
 from app.nodes import service as nodes_service
+from app.reports import render as reports_render
+from app.reports import rounding as reports_rounding
+from app.reports import service as reports_service
+from app.reports.period import BadGroupBy, BadPeriod, parse_group_by, resolve_period, zone
+from app.reports.types import GROUPS
 
 router = APIRouter(include_in_schema=False)
 SPEND_WINDOW = timedelta(hours=24)
@@ -142,3 +152,137 @@ def plotly_js() -> Response:
         media_type="application/javascript",
         headers={"Cache-Control": "public, max-age=86400"},
     )
+
+
+# The spend report page -------------------------------------------------------------------------
+
+REPORT_PRESETS = (
+    ("last-month", "Last full month"),
+    ("mtd", "Month to date"),
+    ("last-24h", "Last 24 h"),
+    ("last-7d", "Last 7 days"),
+    ("last-30d", "Last 30 days"),
+)
+REPORT_MONTHS = 12  # recent calendar months offered in the period picker
+TOP_IDLE_OWNERS = 10
+
+
+@cache
+def _time_zones() -> list[str]:
+    return sorted(zoneinfo.available_timezones())
+
+
+def _recent_months(now: datetime, tz: str) -> list[str]:
+    try:
+        first = now.astimezone(zone(tz)).date().replace(day=1)
+    except BadPeriod:
+        first = now.date().replace(day=1)
+    months = []
+    for _ in range(REPORT_MONTHS):
+        first = (first - timedelta(days=1)).replace(day=1)
+        months.append(f"{first:%Y-%m}")
+    return months
+
+
+def _report_query(
+    period: str | None, start: str | None, end: str | None, tz: str, group_by: str
+) -> dict[str, str]:
+    """The form's choice as API arguments: 'custom' means from/to; any other period wins."""
+    period = (period or "").strip()
+    if period == "custom":
+        period = ""
+    elif period:
+        start = end = None
+    query = {
+        "period": period,
+        "from": (start or "").strip(),
+        "to": (end or "").strip(),
+        "tz": tz.strip() or "UTC",
+        "group_by": group_by.strip() or "team",
+    }
+    return {k: v for k, v in query.items() if v}
+
+
+def _spend_context(session: Session, query: dict[str, str], now: datetime) -> dict[str, Any]:
+    groups = parse_group_by(query["group_by"])
+    window = resolve_period(
+        period=query.get("period"), start=query.get("from"), end=query.get("to"),
+        tz=query["tz"], now=now,
+    )  # fmt: skip
+    report = reports_service.spend_report(
+        session, start=window.start, end=window.end, tz=window.tz, label=window.label,
+        group_by=groups, now=now,
+    )  # fmt: skip
+    views = reports_rounding.tables(report)
+    title = f"GPU spend per day by {' and '.join(groups)}, {report.label}"
+    charts = {
+        t.currency: _script_json(
+            json.loads(
+                plotly.io.to_json(
+                    spend_figure([d for d, _ in t.daily], currency=t.currency, title=title)
+                )
+            )
+        )
+        for t in views
+    }
+    local = zone(report.tz)
+    return {
+        "report": report,
+        "tables": views,
+        "charts": charts,
+        "times": {
+            name: getattr(report, name).astimezone(local).strftime("%Y-%m-%d %H:%M")
+            for name in ("start", "end", "previous_start", "previous_end")
+        }
+        | {"generated": f"{report.generated_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"},
+        "coverage_notes": reports_render.coverage_notes(report),
+        "idle_owners": [
+            (o, round_money(o.idle_cost, o.currency))
+            for o in report.top_idle_owners[:TOP_IDLE_OWNERS]
+        ],
+    }
+
+
+@router.get("/reports/spend", response_class=HTMLResponse)
+def spend_report_page(
+    request: Request,
+    session: SessionDep,
+    period: str | None = None,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    tz: str = "UTC",
+    group_by: str = "team",
+) -> Response:
+    key = _signed_in(request, session)
+    if key is None:
+        return _to_login(request)
+    now = datetime.now(UTC)
+    query = _report_query(period, start, end, tz, group_by)
+    custom = "from" in query or "to" in query
+    context: dict[str, Any] = {
+        "key": key,
+        "presets": REPORT_PRESETS,
+        "months": _recent_months(now, query["tz"]),
+        "time_zones": _time_zones(),
+        "selected": query.get("period") or ("custom" if custom else "last-month"),
+        "start": query.get("from", ""),
+        "end": query.get("to", ""),
+        "tz": query["tz"],
+        "group_by": query["group_by"],
+        "group_choices": [*GROUPS, "team,project"],
+        "downloads": {
+            f: f"/api/v1/reports/spend?{urlencode({**query, 'format': f})}"
+            for f in ("csv", "xlsx", "json")
+        },
+        "error": None,
+        "forbidden": False,
+    }
+    if not auth_service.role_allows(key.role, Role.FINANCE):
+        context["forbidden"] = True
+        return templates.TemplateResponse(request, "report.html", context, status_code=403)
+    try:
+        context.update(_spend_context(session, query, now))
+    except (BadPeriod, BadGroupBy) as e:
+        context["error"] = e.message
+        return templates.TemplateResponse(request, "report.html", context, status_code=400)
+    return templates.TemplateResponse(request, "report.html", context)
