@@ -67,7 +67,9 @@ def round_money(value: Decimal, currency: str) -> Decimal:
     return value.quantize(quantum(currency), rounding=ROUND_HALF_EVEN)
 
 
-def round_parts(parts: Sequence[Decimal], currency: str, total: Decimal | None = None) -> list[Decimal]:
+def round_parts(
+    parts: Sequence[Decimal], currency: str, total: Decimal | None = None
+) -> list[Decimal]:
     """Round each part to the minor unit so that they add up exactly to the rounded total
     (largest remainder: the parts that lost most to rounding down get the spare units).
 
@@ -78,15 +80,13 @@ def round_parts(parts: Sequence[Decimal], currency: str, total: Decimal | None =
     floors = [(p / q).to_integral_value(rounding=ROUND_FLOOR) for p in parts]
     spare = int(target / q - sum(floors, Decimal(0)))
     # Largest fractional remainder first; ties go to the larger part, then to the earlier one.
-    order = sorted(
-        range(len(parts)), key=lambda i: (-(parts[i] / q - floors[i]), -parts[i], i)
-    )
+    order = sorted(range(len(parts)), key=lambda i: (-(parts[i] / q - floors[i]), -parts[i], i))
     units = list(floors)
     if spare >= 0:
         for i in order[:spare]:
             units[i] += 1
     else:  # only when an explicit total is below the parts' sum
-        for i in reversed(order[: -spare] if -spare <= len(order) else order):
+        for i in reversed(order[:-spare] if -spare <= len(order) else order):
             units[i] -= 1
     return [(u * q).quantize(q) for u in units]
 
