@@ -25,7 +25,7 @@ from app.config import settings
 from app.costs import service as costs_service
 from app.deps import SESSION_COOKIE, SessionDep
 from app.errors import Unauthenticated
-from app.kit.money import round_money
+from app.kit.money import round_money, round_parts
 from app.models import ApiKey
 from app.nodes import service as nodes_service
 from app.reports import render as reports_render
@@ -117,7 +117,7 @@ def index(request: Request, session: SessionDep) -> Response:
         return _to_login(request)
     gpus, total = nodes_service.list_gpus(session, limit=1000)
     now = datetime.now(UTC)
-    spend = costs_service.cost_report(session, start=now - SPEND_WINDOW, end=now, group_by="team")
+    spend = _spend_table(session, now)
     return templates.TemplateResponse(
         request,
         "index.html",
@@ -130,6 +130,29 @@ def index(request: Request, session: SessionDep) -> Response:
             "spend_hours": int(SPEND_WINDOW.total_seconds() // 3600),
         },
     )
+
+
+SPEND_COLUMNS = ("cost", "billed_cost", "estimated_cost", "idle_cost", "unused_cost")
+
+
+def _spend_table(session: Session, now: datetime) -> dict[str, Any]:
+    """GPU spend by team over the last day, rounded so that the rows add up to the total."""
+    report = costs_service.cost_report(session, start=now - SPEND_WINDOW, end=now, group_by="team")
+    teams = sorted(report.groups)
+    rows: dict[str, dict[str, Any]] = {t: {} for t in teams}
+    for column in SPEND_COLUMNS:
+        values = round_parts([report.groups[t][column] for t in teams], report.currency)
+        for team, value in zip(teams, values, strict=True):
+            rows[team][column] = value
+    for team in teams:
+        rows[team]["unpriced_gpu_hours"] = report.groups[team]["unpriced_gpu_hours"]
+    return {
+        "currency": report.currency,
+        "rows": rows,
+        "total": round_money(report.total["cost"], report.currency),
+        "unpriced_gpu_hours": report.total["unpriced_gpu_hours"],
+        "pricing": report.pricing,
+    }
 
 
 @router.get("/charts/utilization.json")

@@ -12,7 +12,7 @@ from tests.factories.nodes import create_api_key, create_node_token
 
 OPEN = {"/healthz"}
 # Server-rendered pages are not in the OpenAPI document.
-PAGES = [("GET", "/"), ("GET", "/charts/utilization.json")]
+PAGES = [("GET", "/"), ("GET", "/charts/utilization.json"), ("GET", "/reports/spend")]
 
 
 def _routes() -> list[tuple[str, str]]:
