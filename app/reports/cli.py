@@ -15,7 +15,8 @@ from app.reports.types import GROUPS
 FORMATS = ("csv", "xlsx", "json")
 DESCRIPTION = """\
 Write the GPU spend report: cost by group (billed, estimated, on-prem), the utilized, idle and
-unused shares, energy, efficiency and the change against the previous period of equal length,
+unused shares, energy, efficiency and the change against the previous period (the month before
+a month, else the same length just before),
 with the bills' coverage, unpriced nodes and the top idle owners.
 
 Period: --period YYYY-MM (a calendar month), last-month, mtd, last-24h, last-7d or last-30d; or

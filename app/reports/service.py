@@ -4,7 +4,7 @@ the daily breakdown, the owners whose GPUs idled most and the nodes that could n
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -73,9 +73,12 @@ def _amounts(by_source: dict[str, Sums]) -> Amounts:
     )
 
 
-def unmatched_gpu_spend(session: Session, *, start: datetime, end: datetime) -> dict[str, Decimal]:
-    """Per currency, the bills' GPU instance rows in [start, end) that match no node (a row
-    crossing an edge counts for its share of time). Read through a small partial index."""
+def unmatched_gpu_spend(
+    session: Session, *, start: datetime, end: datetime, zone: ZoneInfo
+) -> dict[tuple[str, date], Decimal]:
+    """Per currency and day (in ``zone``, of the row's start), the bills' GPU instance rows in
+    [start, end) that match no node (a row crossing an edge counts for its share of time).
+    Read through a small partial index."""
     li = BillingLineItem
     currencies = import_currencies(session)
     stmt = select(
@@ -87,7 +90,7 @@ def unmatched_gpu_spend(session: Session, *, start: datetime, end: datetime) -> 
     )  # fmt: skip
     rows = session.execute(stmt).all()
     amortized = {r[2] for r in rows if r[1] == "amortized"}
-    totals: dict[str, Decimal] = defaultdict(Decimal)
+    totals: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
     for import_id, dataset, source, lo, hi, amount, rate in rows:
         if dataset == "actual" and source in amortized:
             continue
@@ -95,7 +98,8 @@ def unmatched_gpu_spend(session: Session, *, start: datetime, end: datetime) -> 
         if lo < start or hi > end:
             overlap = min(hi, end) - max(lo, start)
             value = value * Decimal(overlap.total_seconds()) / Decimal((hi - lo).total_seconds())
-        totals[currencies.get(import_id, "USD")] += value
+        day = max(lo, start).astimezone(zone).date()
+        totals[currencies.get(import_id, "USD"), day] += value
     return totals
 
 
@@ -135,15 +139,20 @@ def spend_report(
     observed: dict[str, Decimal] = defaultdict(Decimal)
     for line in lines:
         observed[line.currency] += line.amounts.billed
-    unmatched = unmatched_gpu_spend(session, start=start, end=end)
+    unmatched: dict[str, Decimal] = defaultdict(Decimal)
+    no_telemetry = (NO_TELEMETRY,) + ("",) * (len(group_by) - 1)
+    for (currency, day), value in unmatched_gpu_spend(
+        session, start=start, end=end, zone=zone
+    ).items():
+        unmatched[currency] += value
+        daily[(day, no_telemetry, currency)] += value
     coverage = []
     for currency in sorted(set(observed) | set(unmatched)):
         seen, unseen = observed.get(currency, Decimal(0)), unmatched.get(currency, Decimal(0))
         if seen or unseen:
             coverage.append(Coverage(currency, seen + unseen, seen, unseen))
         if unseen:
-            name = (NO_TELEMETRY,) + ("",) * (len(group_by) - 1)
-            lines.append(SpendLine(name, currency, Amounts(cost=unseen, billed=unseen)))
+            lines.append(SpendLine(no_telemetry, currency, Amounts(cost=unseen, billed=unseen)))
     lines.sort(key=lambda line: (line.currency, -line.amounts.cost, line.key))
     totals: dict[str, Amounts] = {}
     for line in lines:

@@ -111,6 +111,8 @@ def test_gpu_rows_without_telemetry_are_their_own_line(session: Session, tmp_pat
     assert coverage.observed + coverage.unobserved == coverage.bill_gpu_total
     lines = {line.key[0]: line for line in report.lines}
     assert lines[NO_TELEMETRY].amounts.cost == coverage.unobserved
+    days = [d.cost for d in report.daily if d.key == (NO_TELEMETRY,)]
+    assert sum(days, Decimal(0)) == coverage.unobserved  # the daily view adds up too
     billed = sum((line.amounts.billed for line in report.lines), Decimal(0))
     # The report's billed total reaches the bill's GPU total.
     assert abs(billed - coverage.bill_gpu_total) < Decimal("1e-9")
