@@ -7,10 +7,10 @@ from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from app.deps import SessionDep, ViewerAuth
 from app.errors import Forbidden, Unauthenticated, error_responses
+from app.reports.period import BadPeriod, parse_instant
 from app.usage import query
 from app.usage.query import BadRange, GpuNotFound
 from app.usage.schemas import FleetSummaryRead, SeriesPoint, SeriesRead
@@ -21,10 +21,19 @@ TzQuery = Annotated[
     str, Query(description="IANA zone the answer's times are written in, e.g. Europe/Berlin")
 ]
 FromQuery = Annotated[
-    AwareDatetime | None,
-    Query(alias="from", description="ISO 8601 with offset; default: 'to' - 1 day"),
+    str | None,
+    Query(
+        alias="from",
+        description="a date (the start of that day in tz) or ISO 8601 with offset; "
+        "default: 'to' - 1 day",
+    ),
 ]
-ToQuery = Annotated[AwareDatetime | None, Query(alias="to", description="ISO 8601; default now")]
+ToQuery = Annotated[
+    str | None,
+    Query(
+        alias="to", description="a date (that day included) or ISO 8601 with offset; default now"
+    ),
+]
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -34,15 +43,16 @@ def _zone(name: str) -> ZoneInfo:
         raise BadRange(f"unknown time zone {name!r}") from e
 
 
-def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    end = end or datetime.now(UTC)
-    return start or end - timedelta(days=1), end
+def _window(start: str | None, end: str | None, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    last = parse_instant(end, tz=zone, end=True) if end else datetime.now(UTC)
+    first = parse_instant(start, tz=zone) if start else last - timedelta(days=1)
+    return first, last
 
 
 @router.get(
     "/gpus/{uuid}/series",
     response_model=SeriesRead,
-    responses=error_responses(Unauthenticated, Forbidden, GpuNotFound, BadRange),
+    responses=error_responses(Unauthenticated, Forbidden, GpuNotFound, BadRange, BadPeriod),
 )
 def get_gpu_series(
     uuid: str,
@@ -56,13 +66,13 @@ def get_gpu_series(
 ) -> SeriesRead:
     """A GPU's metric over time: raw samples, minute or hour rollups depending on the range."""
     zone = _zone(tz)
-    start, end = _window(start, end)
+    first, last = _window(start, end, zone)
     series = query.gpu_series(
         session,
         uuid=uuid,
         metric=metric,
-        start=start,
-        end=end,
+        start=first,
+        end=last,
         step=timedelta(seconds=step) if step else None,
     )
     return SeriesRead(
@@ -78,7 +88,7 @@ def get_gpu_series(
 @router.get(
     "/fleet/summary",
     response_model=FleetSummaryRead,
-    responses=error_responses(Unauthenticated, Forbidden, BadRange),
+    responses=error_responses(Unauthenticated, Forbidden, BadRange, BadPeriod),
 )
 def get_fleet_summary(
     session: SessionDep,
@@ -89,8 +99,8 @@ def get_fleet_summary(
 ) -> FleetSummaryRead:
     """GPUs by state now; GPU-hours, mean utilization, power and energy over the window."""
     zone = _zone(tz)
-    start, end = _window(start, end)
-    s = query.fleet_summary(session, start=start, end=end)
+    first, last = _window(start, end, zone)
+    s = query.fleet_summary(session, start=first, end=last)
     return FleetSummaryRead(
         start=s.start.astimezone(zone),
         end=s.end.astimezone(zone),

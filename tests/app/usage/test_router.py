@@ -80,7 +80,8 @@ class TestSeries:
         [
             ({"metric": "nope"}, 400),
             ({"tz": "Mars/Olympus"}, 400),
-            ({"from": "2026-11-01T00:00:00"}, 422),  # naive
+            ({"from": "2026-11-01T00:00:00"}, 400),  # naive: "no UTC offset"
+            ({"from": "2026-11-01", "to": "2026-11-01"}, 200),  # plain dates: that day in tz
         ],
     )
     def test_bad_input(self, client: TestClient, viewer, params, status) -> None:
