@@ -43,11 +43,16 @@ class Sums:
         for m in MONEY:
             self.money[m] += other.money[m]
 
-    def add(self, row: Any) -> None:
-        self.gpu_seconds += float(row["gpu_seconds"] or 0)
-        self.energy_joules += float(row["energy_joules"] or 0)
-        for m in MONEY:
-            self.money[m] += Decimal(row[m] or 0)
+    def add(self, row: Any, columns: Sequence[str] = SUMS) -> None:
+        """Add a row's ``columns`` (the others count as zero)."""
+        for c in columns:
+            value = row[c]
+            if c in MONEY:
+                self.money[c] += Decimal(value or 0)
+            elif c == "gpu_seconds":
+                self.gpu_seconds += float(value or 0)
+            else:
+                self.energy_joules += float(value or 0)
 
 
 def _column(model: Model, key: str, dialect: str) -> Any:
@@ -66,12 +71,12 @@ def _column(model: Model, key: str, dialect: str) -> Any:
     return getattr(model, key)
 
 
-def _rows(model: Model, keys: Sequence[str], start: datetime, end: datetime,
-          where: Where | None, dialect: str) -> Select[Any]:  # fmt: skip
+def _rows(model: Model, keys: Sequence[str], columns: Sequence[str], start: datetime,
+          end: datetime, where: Where | None, dialect: str) -> Select[Any]:  # fmt: skip
     """The ledger rows of one table in [start, end): the key columns and the summed ones."""
     time = model.day if model is CostLedgerDay else model.hour  # type: ignore[union-attr]
     key_cols = [_column(model, k, dialect).label(k) for k in keys]
-    stmt = select(*key_cols, *(getattr(model, s).label(s) for s in SUMS))
+    stmt = select(*key_cols, *(getattr(model, s).label(s) for s in columns))
     stmt = stmt.where(time >= start, time < end)
     if {"node", "cluster", "instance_type"} & set(keys):
         stmt = stmt.join(Node, Node.id == model.node_id)
@@ -92,11 +97,12 @@ def sum_ledger(
     hourly: bool = False,
     largest: str | None = None,
     limit: int | None = None,
+    columns: Sequence[str] = SUMS,
 ) -> dict[tuple[Any, ...], Sums]:
     """Ledger sums over the hours in [floor_hour(start), end), by ``keys`` (see ``KEYS``;
     ``day`` is the UTC day). ``hourly`` reads only hour rows (for zones other than UTC).
     With ``largest`` (a money column) and ``limit``: only the ``limit`` groups where that
-    column is largest, largest first."""
+    column is largest, largest first. ``columns``: only these are summed (the rest stay 0)."""
     start, end = floor_hour(utc(start)), utc(end)
     out: dict[tuple[Any, ...], Sums] = defaultdict(Sums)
     if end <= start:
@@ -110,23 +116,23 @@ def sum_ledger(
         ranges += [(CostLedgerHour, start, first_day), (CostLedgerDay, first_day, last_day),
                    (CostLedgerHour, last_day, end)]  # fmt: skip
     dialect = session.get_bind().dialect.name
-    parts = [_rows(m, keys, lo, hi, where, dialect) for m, lo, hi in ranges if hi > lo]
+    parts = [_rows(m, keys, columns, lo, hi, where, dialect) for m, lo, hi in ranges if hi > lo]
     if dialect == "postgresql":
         # One statement: the parts' rows unioned, grouped, and ranked by the database.
         rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
         key_cols = [rows.c[k] for k in keys]
-        stmt = select(*key_cols, *(func.sum(rows.c[s]).label(s) for s in SUMS))
+        stmt = select(*key_cols, *(func.sum(rows.c[s]).label(s) for s in columns))
         stmt = stmt.group_by(*key_cols)
         if largest is not None:
             stmt = stmt.order_by(func.sum(rows.c[largest]).desc(), *key_cols).limit(limit)
         for row in session.execute(stmt):
-            out[tuple(row._mapping[k] for k in keys)].add(row._mapping)
+            out[tuple(row._mapping[k] for k in keys)].add(row._mapping, columns)
         return out
     for part in parts:
         for row in session.execute(part):
             values = row._mapping
             key = tuple(floor_day(values[k]) if k == "day" else values[k] for k in keys)
-            out[key].add(values)
+            out[key].add(values, columns)
     if largest is not None:
         ranked = sorted(out.items(), key=lambda kv: (-kv[1].money[largest], kv[0]))[:limit]
         return dict(ranked)
@@ -146,7 +152,8 @@ class NodePricing:
 def pricing_notes(session: Session, *, start: datetime, end: datetime) -> list[NodePricing]:
     """Nodes with estimated or unpriced hours in the window, with the ratio or the reason."""
     sums = sum_ledger(session, start=start, end=end, keys=["node_id", "source"],
-                      where=lambda m: [m.source.in_(["estimated", "unpriced"])])  # fmt: skip
+                      where=lambda m: [m.source.in_(["estimated", "unpriced"])],
+                      columns=["gpu_seconds"])  # fmt: skip
     h = CostLedgerHour
     names: dict[int, str] = {}
     details: dict[tuple[int, str], str | None] = {}

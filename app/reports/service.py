@@ -175,7 +175,8 @@ def _top_owners(session: Session, start: datetime, end: datetime) -> list[OwnerI
     sums = costs_service.sum_ledger(session, start=start, end=end,
                                     keys=["owner", "team", "currency"],
                                     where=lambda m: [m.owner != ""], largest="idle_cost",
-                                    limit=TOP_OWNERS)  # fmt: skip
+                                    limit=TOP_OWNERS,
+                                    columns=["idle_cost", "gpu_seconds"])  # fmt: skip
     ranked = sorted(sums.items(), key=lambda kv: (-kv[1].money["idle_cost"], kv[0]))
     return [
         OwnerIdle(owner, team, cur, s.money["idle_cost"],
