@@ -119,3 +119,33 @@ def test_gpu_rows_without_telemetry_are_their_own_line(session: Session, tmp_pat
     total = report.totals["USD"]
     assert total.cost == sum((line.amounts.cost for line in report.lines), Decimal(0))
     assert 0 < (coverage.observed_share or 0) < 1
+
+
+def test_a_bill_in_another_currency_converts_at_the_imports_rate(
+    session: Session, tmp_path: Path
+) -> None:
+    """A USD bill imported with EUR as the reporting currency: its hours are in EUR at the
+    stated rate; the unbilled node's estimate stays in the price book's USD; never added up."""
+    from bench import billing_samples as samples
+    from tests.app.costs.test_ledger import AWS, _ingest, _settle
+
+    start = samples.START
+    _ingest(session, "billed", samples_per_gpu=360, instance_id="i-0000000000000000a", **AWS)
+    _ingest(session, "unbilled", samples_per_gpu=360, **AWS)
+    bill = tmp_path / "focus.csv"
+    samples.write_focus(bill, 2, instances=["i-0000000000000000a"])
+    rate = Decimal("0.92")
+    billing_service.import_file(session, path=bill, currency="EUR", rates={"USD": rate})
+    _settle(session)
+    report = service.spend_report(session, start=start, end=start + timedelta(days=1),
+                                  tz="UTC", label="day", group_by=("node",), now=NOW)  # fmt: skip
+    assert report.currencies == ["EUR", "USD"]
+    effective = session.scalars(select(BillingLineItem.effective_cost)).all()
+    assert report.totals["EUR"].billed == sum(effective, Decimal(0)) * rate
+    assert report.totals["EUR"].estimated == 0
+    assert report.totals["USD"].billed == 0
+    assert report.totals["USD"].estimated > 0
+    assert {(line.key, line.currency) for line in report.lines} == {
+        (("billed",), "EUR"),
+        (("unbilled",), "USD"),
+    }
