@@ -87,6 +87,7 @@ def header(report: SpendReport) -> list[tuple[str, str]]:
         hours = sum((n.gpu_hours for n in report.unpriced_nodes), Decimal(0))
         rows.append(("unpriced", f"{len(report.unpriced_nodes)} node(s), "
                                  f"{_text(hours.quantize(Decimal('0.01')))} GPU-h without a price"))  # fmt: skip
+    rows += [(f"estimated {n.node}", f"list price x {n.basis}") for n in report.estimated_nodes]
     return rows
 
 
@@ -155,6 +156,10 @@ def to_json(report: SpendReport) -> dict[str, Any]:
         "unpriced_nodes": [
             {"node": n.node, "reason": n.reason, "gpu_hours": _text(n.gpu_hours.quantize(_HOURS))}
             for n in report.unpriced_nodes
+        ],
+        "estimated_nodes": [
+            {"node": n.node, "ratio": n.basis, "gpu_hours": _text(n.gpu_hours.quantize(_HOURS))}
+            for n in report.estimated_nodes
         ],
         "top_idle_owners": [
             {

@@ -22,6 +22,7 @@ from app.reports.types import (
     Amounts,
     Coverage,
     DailyCost,
+    EstimatedNode,
     OwnerIdle,
     SpendLine,
     SpendReport,
@@ -168,6 +169,8 @@ def spend_report(
         top_idle_owners=_top_owners(session, start, end), coverage=coverage,
         unpriced_nodes=[UnpricedNode(n.node, n.detail or "", n.gpu_hours) for n in notes
                         if n.source == "unpriced"],
+        estimated_nodes=[EstimatedNode(n.node, n.detail or "", n.gpu_hours) for n in notes
+                         if n.source == "estimated"],
     )  # fmt: skip
 
 

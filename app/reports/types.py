@@ -95,6 +95,15 @@ class UnpricedNode:
 
 
 @dataclass(frozen=True)
+class EstimatedNode:
+    """A node whose hours were estimated from the price book, and the ratio applied."""
+
+    node: str
+    basis: str  # "0.62 from this node's bills", "1 ... list price"
+    gpu_hours: Decimal
+
+
+@dataclass(frozen=True)
 class SpendReport:
     start: datetime  # UTC, inclusive
     end: datetime  # UTC, exclusive
@@ -110,6 +119,7 @@ class SpendReport:
     top_idle_owners: list[OwnerIdle] = field(default_factory=list)
     coverage: list[Coverage] = field(default_factory=list)
     unpriced_nodes: list[UnpricedNode] = field(default_factory=list)
+    estimated_nodes: list[EstimatedNode] = field(default_factory=list)
 
     @property
     def currencies(self) -> list[str]:

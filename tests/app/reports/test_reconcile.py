@@ -145,6 +145,11 @@ def test_a_bill_in_another_currency_converts_at_the_imports_rate(
     assert report.totals["EUR"].estimated == 0
     assert report.totals["USD"].billed == 0
     assert report.totals["USD"].estimated > 0
+    from app.reports.render import to_json
+
+    [estimate] = to_json(report)["estimated_nodes"]
+    assert estimate["node"] == "unbilled"
+    assert "from the bills of p4d.24xlarge instances" in estimate["ratio"]
     assert {(line.key, line.currency) for line in report.lines} == {
         (("billed",), "EUR"),
         (("unbilled",), "USD"),

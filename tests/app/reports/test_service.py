@@ -75,6 +75,9 @@ def test_month_report_lines_days_owners_and_previous_month(session: Session) -> 
     assert nlp.amounts.idle == nlp.amounts.cost > 0
     assert bob.amounts.cost == 0
     assert bob.amounts.unpriced_gpu_hours == bob.amounts.gpu_hours == Decimal(2 * 3550) / 3600
+    # Which ratio each estimate used: no bill anywhere, so list price.
+    assert {n.node for n in report.estimated_nodes} == {"train", "idle"}
+    assert all("list price" in n.basis for n in report.estimated_nodes)
     [unpriced] = report.unpriced_nodes
     assert unpriced.node == "bare"
     assert "no provider and no instance type" in unpriced.reason
