@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+import uuid
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,14 @@ def add_parsers(sub: Any) -> None:
     imp.add_argument("--currency", help="reporting currency (default: the file's first)")
     imp.add_argument("--rate", action="append", default=[], metavar="CUR=RATE",
                      help="exchange rate into the reporting currency (repeatable)")  # fmt: skip
+    imp.add_argument("--delivery", metavar="NAME",
+                     help="the files are one delivery (e.g. a CUR month's assembly): they never "
+                          "replace each other, and replace an earlier run of NAME; default: "
+                          "each file is its own delivery, so a re-export of a file replaces "
+                          "only that file's rows")  # fmt: skip
+    imp.add_argument("--replace", action="store_true",
+                     help="replace every earlier import of the same source, dataset, account "
+                          "and billing period")  # fmt: skip
     imp.add_argument("--json", action="store_true", help="print the summary as JSON")
     book = sub.add_parser("pricebook", help="the price book for estimates and on-prem nodes")
     book_actions = type(sub)(
@@ -76,6 +85,7 @@ def run_billing(args: argparse.Namespace) -> int:
 
     results: list[dict[str, Any]] = []
     failed = 0
+    run = f"cli-{uuid.uuid4().hex[:16]}"  # the files of this command are one run
     for path in args.files:
         bar = _Bar(path.name)
         try:
@@ -83,7 +93,8 @@ def run_billing(args: argparse.Namespace) -> int:
                 summary = service.import_file(
                     session, path=path, format=Format(args.format) if args.format else None,
                     dataset=args.dataset, currency=args.currency, rates=_rates(args.rate),
-                    progress=bar,
+                    progress=bar, delivery=args.delivery, run=run if args.delivery else None,
+                    replace_scope=args.replace,
                 )  # fmt: skip
             bar.close()
             results.append(summary.as_dict())

@@ -97,23 +97,34 @@ def replace_scopes(
     source_system: str,
     dataset: str,
     scopes: set[tuple[str, datetime]],
+    delivery: str | None,
+    run: str,
 ) -> int:
-    """Delete older rows of the same source, dataset, account and billing period.
+    """Delete the rows a new export supersedes: of the same source, dataset, account and
+    billing period, from earlier imports of the same ``delivery`` (the file, or a multi-file
+    delivery's name) but another ``run``; with ``delivery`` None (``--replace``), from every
+    earlier import of another run. Files of one run never replace each other.
 
     Each import records its scopes (``options["scopes"]``), so the delete names the earlier
     imports of a scope and reads their rows through the primary key (import_id, row_number).
     """
     wanted = {(account, period.isoformat()) for account, period in scopes}
     earlier: dict[tuple[str, str], list[int]] = {}
-    for other_id, options in session.execute(
-        select(BillingImport.id, BillingImport.options).where(
+    for other_id, file_name, options in session.execute(
+        select(BillingImport.id, BillingImport.file_name, BillingImport.options).where(
             BillingImport.source_system == source_system,
             BillingImport.dataset == dataset,
             BillingImport.status == "succeeded",
             BillingImport.id != import_id,
         )
     ):
-        for account, period in (options or {}).get("scopes", []):
+        options = options or {}
+        # Imports from before deliveries were recorded: each file was its own delivery and run.
+        if (options.get("run") or f"import-{other_id}") == run:
+            continue
+        if delivery is not None and (options.get("delivery") or file_name) != delivery:
+            continue
+        for account, period in options.get("scopes", []):
             if (account, period) in wanted:
                 earlier.setdefault((account, period), []).append(other_id)
     removed = 0

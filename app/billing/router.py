@@ -59,10 +59,30 @@ def create_import(
     format: Annotated[Format | None, Form()] = None,
     dataset: Annotated[str | None, Form()] = None,
     currency: Annotated[str | None, Form()] = None,
+    delivery: Annotated[
+        str | None,
+        Form(max_length=200, description="name of a multi-file delivery; default: the file name"),
+    ] = None,
+    run: Annotated[
+        str | None,
+        Form(
+            max_length=200,
+            description="the delivery's run (e.g. CUR assembly id): files of one run never replace each other",
+        ),
+    ] = None,
+    replace: Annotated[
+        bool,
+        Form(description="replace every earlier import of the same account and billing period"),
+    ] = False,
 ) -> ImportRead:
-    """Upload a billing file; small files import now, large ones are queued (status 'pending')."""
+    """Upload a billing file; small files import now, large ones are queued (status 'pending').
+
+    A new import replaces the rows of an earlier import of the same delivery (by default: a file
+    of the same name) in the same accounts and billing periods, not those of other files.
+    """
     path = _store(file)
-    options = {"format": format.value if format else None, "dataset": dataset, "currency": currency}
+    options = {"format": format.value if format else None, "dataset": dataset, "currency": currency,
+               "delivery": delivery, "run": run, "replace": replace}  # fmt: skip
     record = service.create_import(
         session, file_name=Path(file.filename or path.name).name, path=path, options=options
     )
@@ -75,7 +95,7 @@ def create_import(
     try:
         summary = service.import_file(
             session, path=path, file_name=record.file_name, format=format, dataset=dataset,
-            currency=currency, record=record,
+            currency=currency, record=record, delivery=delivery, run=run, replace_scope=replace,
         )  # fmt: skip
     except BillingFileError as e:
         raise BillingFileRejected(

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.billing import repository
@@ -18,7 +18,7 @@ from app.billing.errors import ImportNotFound
 from app.billing.formats import Format
 from app.billing.importer import BillingFileError, BillingReader, LineItems, RowError, _Errors
 from app.costs import ledger as cost_ledger
-from app.models import BillingImport
+from app.models import BillingImport, BillingLineItem
 
 Progress = Callable[[int, int, int], None]  # bytes read, file bytes, rows read
 ONE = Decimal(1)
@@ -72,9 +72,21 @@ def summary_of(record: BillingImport) -> ImportSummary:
 
 
 def find_duplicate(session: Session, sha256: str) -> BillingImport | None:
+    """An earlier import of the same file whose rows are still there (a later export may have
+    replaced them: then the file imports again)."""
+    still_there = (
+        select(BillingLineItem.row_number)
+        .where(BillingLineItem.import_id == BillingImport.id)
+        .limit(1)
+        .exists()
+    )
     return session.scalars(
         select(BillingImport)
-        .where(BillingImport.file_sha256 == sha256, BillingImport.status == "succeeded")
+        .where(
+            BillingImport.file_sha256 == sha256,
+            BillingImport.status == "succeeded",
+            or_(still_there, BillingImport.rows_accepted == 0),
+        )
         .order_by(BillingImport.id)
         .limit(1)
     ).first()
@@ -160,8 +172,17 @@ def import_file(
     rates: dict[str, Decimal] | None = None,
     record: BillingImport | None = None,
     progress: Progress | None = None,
+    delivery: str | None = None,
+    run: str | None = None,
+    replace_scope: bool = False,
 ) -> ImportSummary:
-    """Import one billing file whole or not at all; raises BillingFileError on a bad file."""
+    """Import one billing file whole or not at all; raises BillingFileError on a bad file.
+
+    What it replaces: the rows of earlier imports of the same ``delivery`` (default: the file
+    name, so a re-export of one file of a split month replaces only that file) in the same
+    accounts and billing periods, but not those of the same ``run`` (the files of one
+    multi-file delivery); ``replace_scope`` replaces every earlier import in those scopes.
+    """
     name = file_name or path.name
     sha = record.file_sha256 if record else file_sha256(path)
     duplicate = find_duplicate(session, sha)
@@ -200,15 +221,19 @@ def import_file(
     if reader.errors.count:
         savepoint.rollback()
         raise BillingFileError(name, reader.errors.items, reader.errors.count)
+    delivery = delivery or name
+    run = run or f"import-{record.id}"
     record.rows_replaced = repository.replace_scopes(
         session, import_id=record.id, source_system=reader.spec.source_system,
         dataset=reader.dataset, scopes=totals.scopes,
+        delivery=None if replace_scope else delivery, run=run,
     )  # fmt: skip
     savepoint.commit()
     record.totals = totals.as_json()
     scopes = sorted([a, p.isoformat()] for a, p in totals.scopes)  # for later corrections
     record.options = {**record.options, "warnings": reader.warnings,
-                      "reporting_currency": totals.reporting, "scopes": scopes}  # fmt: skip
+                      "reporting_currency": totals.reporting, "scopes": scopes,
+                      "delivery": delivery, "run": run}  # fmt: skip
     record.status, record.finished_at = "succeeded", _now()
     session.flush()
     # The ledger re-prices the hours this bill covers, replaces or re-rates (costs.reprice).

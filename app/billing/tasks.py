@@ -40,6 +40,9 @@ def run_import(import_id: int) -> str:
                 rates={k: Decimal(v) for k, v in (options.get("rates") or {}).items()},
                 record=record,
                 progress=progress,
+                delivery=options.get("delivery"),
+                run=options.get("run"),
+                replace_scope=bool(options.get("replace")),
             )
             status = summary.status
     except BillingFileError as e:

@@ -148,12 +148,15 @@ def test_matched_on_import_and_rematched_after_a_node_registers(
 
 
 def test_corrected_export_replaces_the_period(session: Session, tmp_path: Path) -> None:
-    samples.write_cur2(tmp_path / "v1.csv", 100, seed=1)
-    corrected = samples.write_cur2(tmp_path / "v2.csv", 80, seed=7)
+    """A re-export of the same file (same name, new content) replaces that file's rows."""
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    samples.write_cur2(tmp_path / "v1" / "cur.csv", 100, seed=1)
+    corrected = samples.write_cur2(tmp_path / "v2" / "cur.csv", 80, seed=7)
     samples.write_cur2(tmp_path / "other.csv", 10, account="999999999999")
     service.import_file(session, path=tmp_path / "other.csv")
-    service.import_file(session, path=tmp_path / "v1.csv")
-    summary = service.import_file(session, path=tmp_path / "v2.csv")
+    service.import_file(session, path=tmp_path / "v1" / "cur.csv")
+    summary = service.import_file(session, path=tmp_path / "v2" / "cur.csv")
     assert summary.rows_replaced == 100
     assert _count(session) == 90
     billed = session.scalars(
@@ -162,6 +165,15 @@ def test_corrected_export_replaces_the_period(session: Session, tmp_path: Path) 
         )
     ).all()
     assert sum(billed, Decimal(0)) == corrected
+
+
+def test_explicit_replace_takes_the_whole_scope(session: Session, tmp_path: Path) -> None:
+    samples.write_cur2(tmp_path / "v1.csv", 100, seed=1)
+    corrected = samples.write_cur2(tmp_path / "v2.csv", 80, seed=7)
+    service.import_file(session, path=tmp_path / "v1.csv")
+    summary = service.import_file(session, path=tmp_path / "v2.csv", replace_scope=True)
+    assert summary.rows_replaced == 100
+    assert sum(session.scalars(select(BillingLineItem.billed_cost)).all(), Decimal(0)) == corrected
 
 
 def _focus(tmp_path: Path, rows: list[str], header: str | None = None) -> Path:
