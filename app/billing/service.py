@@ -237,7 +237,8 @@ def import_file(
     record.status, record.finished_at = "succeeded", _now()
     session.flush()
     # The ledger re-prices the hours this bill covers, replaces or re-rates (costs.reprice).
-    cost_ledger.mark_import(session, record.id, {p for _, p in totals.scopes})
+    replaced = {p for _, p in totals.scopes} if record.rows_replaced else set()
+    cost_ledger.mark_import(session, record.id, replaced)
     return summary_of(record)
 
 
