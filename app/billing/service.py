@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.billing import repository
@@ -231,7 +231,16 @@ def import_file(
     savepoint.commit()
     record.totals = totals.as_json()
     scopes = sorted([a, p.isoformat()] for a, p in totals.scopes)  # for later corrections
-    record.options = {**record.options, "warnings": reader.warnings,
+    warnings = list(reader.warnings)
+    unkeyed = session.scalar(
+        select(func.count()).where(BillingLineItem.import_id == record.id,
+                                   BillingLineItem.x_resource_key.is_(None))
+    ) or 0  # fmt: skip
+    if unkeyed:
+        # e.g. GCP standard exports (no resource.* columns), CUR without resource ids
+        warnings.append(f"{unkeyed:,} of {record.rows_accepted:,} rows name no resource (no "
+                        "resource id in the file), so they can never be matched to a node")  # fmt: skip
+    record.options = {**record.options, "warnings": warnings,
                       "reporting_currency": totals.reporting, "scopes": scopes,
                       "delivery": delivery, "run": run}  # fmt: skip
     record.status, record.finished_at = "succeeded", _now()

@@ -148,3 +148,13 @@ def test_api_upload_names_its_delivery(
                     files={"file": ("x.csv", b"a,b\n", "text/csv")},
                     data={"delivery": "d" * 201})  # fmt: skip
     assert r.status_code == 422
+
+
+def test_rows_that_can_never_match_a_node_are_announced(session: Session) -> None:
+    """The legacy CUR sample has no resource ids: the summary says its rows cannot match."""
+    legacy = DATA / "aws_cur_legacy_sample.csv"
+    summary = service.import_file(session, path=legacy)
+    [warning] = [w for w in summary.warnings if "can never be matched" in w]
+    assert warning.startswith(f"{summary.rows_accepted:,} of {summary.rows_accepted:,} rows")
+    whole = service.import_file(session, path=SAMPLE)
+    assert not [w for w in whole.warnings if "can never be matched" in w]
