@@ -142,16 +142,22 @@ def run_pricebook(args: argparse.Namespace) -> int:
 
     from app.billing import pricebook
     from app.billing.catalog import PRICEBOOK_COLUMNS
+    from app.billing.errors import PriceEntryError
     from app.db import session_scope
+    from app.kit.csvsafe import safe_cell
 
     with session_scope() as session:
         if args.pricebook_command == "import":
-            count = pricebook.import_pricebook(session, args.file)
+            try:
+                count = pricebook.import_pricebook(session, args.file)
+            except (PriceEntryError, OSError) as err:
+                print(f"error: {err}; nothing was written", file=sys.stderr)
+                return 1
             print(f"{count} price book entries written", file=sys.stderr)
             return 0
         writer = csv.writer(sys.stdout)
         writer.writerow(PRICEBOOK_COLUMNS)
         for e in pricebook.list_entries(session):
             d = dataclasses.asdict(e)
-            writer.writerow(["" if d[c] is None else d[c] for c in PRICEBOOK_COLUMNS])
+            writer.writerow(["" if d[c] is None else safe_cell(d[c]) for c in PRICEBOOK_COLUMNS])
     return 0

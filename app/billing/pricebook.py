@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.billing.catalog import PriceEntry, read_pricebook, shipped_pricebook
+from app.billing.catalog import PriceEntry, check_entry, read_pricebook, shipped_pricebook
 from app.costs import dirty as cost_dirty
 from app.models import PriceBookEntry
 
@@ -33,7 +33,9 @@ def list_entries(session: Session) -> list[PriceEntry]:
 
 
 def upsert_entries(session: Session, entries: list[PriceEntry]) -> int:
-    """Add or replace user entries; returns how many were written."""
+    """Add or replace user entries; returns how many were written (none if one is out of range)."""
+    for entry in entries:
+        check_entry(entry)
     existing = {
         (r.provider, r.instance_type.lower(), r.region): r
         for r in session.scalars(select(PriceBookEntry))

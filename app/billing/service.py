@@ -208,16 +208,21 @@ def import_file(
     known = repository.node_keys(session)
     total_bytes = path.stat().st_size
     prefix = (record.id, reader.spec.source_system, reader.dataset)
-    with repository.line_item_writer(session, prefix) as write:
-        for chunk in reader.chunks():
-            record.rows_read += chunk.rows_read
-            items = chunk.items
-            if items is not None and totals.add(items, reader.errors) and not reader.errors.count:
-                record.rows_matched += items.set_nodes(known)
-                record.rows_accepted += write(items)  # once the file is rejected, stop writing
-            record.bytes_read = chunk.bytes_read
-            if progress is not None:
-                progress(chunk.bytes_read, total_bytes, record.rows_read)
+    try:
+        with repository.line_item_writer(session, prefix) as write:
+            for chunk in reader.chunks():
+                record.rows_read += chunk.rows_read
+                items = chunk.items
+                if (items is not None and totals.add(items, reader.errors)
+                        and not reader.errors.count):  # fmt: skip
+                    record.rows_matched += items.set_nodes(known)
+                    record.rows_accepted += write(items)  # once rejected, stop writing
+                record.bytes_read = chunk.bytes_read
+                if progress is not None:
+                    progress(chunk.bytes_read, total_bytes, record.rows_read)
+    except BaseException:
+        savepoint.rollback()  # whatever went wrong, nothing of this file stays
+        raise
     if reader.errors.count:
         savepoint.rollback()
         raise BillingFileError(name, reader.errors.items, reader.errors.count)

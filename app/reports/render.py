@@ -20,6 +20,7 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.utils import get_column_letter
 
+from app.kit.csvsafe import safe_cell
 from app.kit.money import minor_unit, round_money, round_parts
 from app.reports.rounding import COLUMNS, QUANTITY_DIGITS, CurrencyTable, Row, tables
 from app.reports.types import MONEY_FIELDS, SpendReport
@@ -194,12 +195,13 @@ def to_csv(report: SpendReport) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for key, value in header(report):
-        writer.writerow([f"# {key}", value])
+        writer.writerow([f"# {key}", safe_cell(value)])
     writer.writerow([*report.group_by, *CSV_COLUMNS])
     blank = [""] * (len(report.group_by) - 1)
     for t in tables(report):
         for row in t.lines:
-            writer.writerow([*_group(report, row.key).values(), *_row_cells(row)])
+            names = [safe_cell(v) for v in _group(report, row.key).values()]
+            writer.writerow([*names, *_row_cells(row)])
         writer.writerow([TOTAL, *blank, *_row_cells(t.total)])
     return out.getvalue()
 
@@ -238,14 +240,15 @@ class _Sheet:
         head = header(report)
         self.ws.freeze_panes = f"A{len(head) + 3}"  # below the header block, a blank, the names
         for key, value in head:
-            self.ws.append([key, value])
+            self.ws.append([key, safe_cell(value)])
         self.ws.append([])
         self.ws.append(list(columns))
 
     def append(self, values: Sequence[Any], formats: Sequence[str | None]) -> None:
         row = []
         for value, fmt in zip(values, formats, strict=True):
-            cell = WriteOnlyCell(self.ws, value=value)
+            # Text is never a formula: a group, owner or node named "=..." stays text.
+            cell = WriteOnlyCell(self.ws, value=safe_cell(value))
             if fmt is not None and value is not None:
                 cell.number_format = fmt
             row.append(cell)

@@ -347,3 +347,28 @@ def test_file_names() -> None:
 def test_days_are_dates() -> None:
     (table,) = rounding.tables(make_report())
     assert all(isinstance(d.day, date) for d, _ in table.daily)
+
+
+def test_names_that_look_like_formulas_stay_text() -> None:
+    """A team, owner or node called "=HYPERLINK(...)" must not run in a spreadsheet."""
+    import csv
+    import dataclasses
+    import io
+
+    import openpyxl
+
+    from app.reports.render import to_csv, to_xlsx
+    from tests.app.reports.sample import make_report
+
+    report = make_report(groups=3)
+    evil = '=HYPERLINK("http://x","click")'
+    lines = [dataclasses.replace(line, key=(evil,)) if i == 0 else line
+             for i, line in enumerate(report.lines)]  # fmt: skip
+    report = dataclasses.replace(report, lines=lines)
+    rows = list(csv.reader(io.StringIO(to_csv(report))))
+    assert ["'" + evil] in [r[:1] for r in rows]
+    assert [evil] not in [r[:1] for r in rows]
+    book = openpyxl.load_workbook(io.BytesIO(to_xlsx(report)))
+    values = [c.value for ws in book.worksheets for row in ws.iter_rows() for c in row]
+    assert "'" + evil in values
+    assert evil not in values
