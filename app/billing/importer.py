@@ -15,7 +15,7 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Context, Decimal, InvalidOperation
@@ -140,8 +140,13 @@ def read_header(path: Path) -> list[str]:
         return list(pq.ParquetFile(path).schema_arrow.names)
     with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig") as text:
         if kind == "jsonl":
-            line = text.readline()
-            return list(_flatten(json.loads(line)).keys()) if line.strip() else []
+            # BigQuery omits null fields (``credits``, ``resource.global_name``): a key missing
+            # from the first lines may appear later, so the columns are those of every line.
+            keys: dict[str, None] = {}
+            for line in text:
+                if line.strip():
+                    keys.update(dict.fromkeys(_flatten(json.loads(line))))
+            return list(keys)
         return next(csv.reader(text), [])
 
 
@@ -241,8 +246,10 @@ class BillingReader:
                                        else "actual")  # fmt: skip
         else:
             self.dataset = dataset or ""
+        # CUR legacy "resourceTags/user:team", CUR 2.0 "resource_tags" (a map) or, in
+        # Athena-style exports, one "resource_tags_user_team" column per tag.
         self.tag_columns = [h for h in self.header
-                            if h.startswith("resourceTags/") or h == "resource_tags"]  # fmt: skip
+                            if h.startswith(("resourceTags/", "resource_tags"))]  # fmt: skip
         self.warnings: list[str] = []
         missing = [self.spec.columns.get(f, f) for f in self.spec.required
                    if f not in self.columns]  # fmt: skip
@@ -257,6 +264,7 @@ class BillingReader:
                 f"no BillingCurrency column: amounts taken as {self.default_currency}"
             )
         self.errors = _Errors()
+        self._open: list[Generator[Chunk]] = []
 
     # -- reading -------------------------------------------------------------------------
     def _needed(self) -> list[str]:
@@ -265,22 +273,29 @@ class BillingReader:
     def _raw_batches(self) -> Iterator[tuple[pa.RecordBatch | pa.Table, int]]:
         needed = self._needed()
         if self.kind == "parquet":
-            pf = pq.ParquetFile(self.path)
-            total = self.path.stat().st_size
-            groups = max(pf.num_row_groups, 1)
-            for i, batch in enumerate(pf.iter_batches(batch_size=PARQUET_BATCH_ROWS,
-                                                     columns=needed)):  # fmt: skip
-                yield batch, min(total, total * (i + 1) // groups)
+            with pq.ParquetFile(self.path) as pf:
+                total = self.path.stat().st_size
+                groups = max(pf.num_row_groups, 1)
+                for i, batch in enumerate(pf.iter_batches(batch_size=PARQUET_BATCH_ROWS,
+                                                         columns=needed)):  # fmt: skip
+                    yield _nested_as_json(batch), min(total, total * (i + 1) // groups)
             return
-        with self.path.open("rb") as raw:
-            if self.kind == "jsonl":
+        if self.kind == "jsonl":
+            with self.path.open("rb") as raw:
                 yield from self._jsonl_batches(raw, needed)
-                return
-            source: Any = raw
-            raw.seek(0)
+            return
+        yield from self._csv_batches(needed)
+
+    def _csv_batches(self, needed: list[str]) -> Iterator[tuple[pa.RecordBatch, int]]:
+        # A native file, not a Python one: pyarrow reads ahead on an I/O thread, and a thread
+        # that needs the GIL to read deadlocks or aborts the interpreter at exit ("terminate
+        # called without an active exception") when the reader is dropped mid-file.
+        raw = pa.OSFile(str(self.path))
+        source: pa.NativeFile = raw
+        reader: pa_csv.CSVStreamingReader | None = None
+        try:
             if raw.read(2) == b"\x1f\x8b":
-                raw.seek(0)
-                source = pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "gzip")
+                source = pa.CompressedInputStream(raw, "gzip")
             raw.seek(0)
             reader = pa_csv.open_csv(
                 source,
@@ -293,6 +308,12 @@ class BillingReader:
             )
             for batch in reader:
                 yield batch, raw.tell()
+        finally:
+            if reader is not None:
+                reader.close()
+                del reader  # its destructor waits for the read-ahead before the file closes
+            source.close()
+            raw.close()
 
     def _jsonl_batches(self, raw: IO[bytes], needed: list[str]) -> Iterator[tuple[pa.Table, int]]:
         raw.seek(0)
@@ -309,7 +330,27 @@ class BillingReader:
             yield _to_table(rows, needed), raw.tell()
 
     def chunks(self) -> Iterator[Chunk]:
-        """Normalized chunks; rows of a chunk with errors are dropped (see ``self.errors``)."""
+        """Normalized chunks; rows of a chunk with errors are dropped (see ``self.errors``).
+
+        The file and its pyarrow reader close when the iteration ends or fails; ``close()``
+        (or leaving ``with BillingReader(...)``) closes them when the caller stops early.
+        """
+        chunks = self._checked_chunks()
+        self._open.append(chunks)
+        return chunks
+
+    def close(self) -> None:
+        """Close what ``chunks()`` opened and has not finished reading (idempotent)."""
+        while self._open:
+            self._open.pop().close()
+
+    def __enter__(self) -> BillingReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _checked_chunks(self) -> Generator[Chunk]:
         try:
             yield from self._chunks()
         except (pa.ArrowInvalid, ValueError, OSError) as e:  # malformed CSV, JSON, Parquet
@@ -328,6 +369,31 @@ class BillingReader:
 
 def _to_table(rows: list[dict[str, Any]], needed: list[str]) -> pa.Table:
     return pa.table({c: pa.array([r.get(c) or "" for r in rows], pa.string()) for c in needed})
+
+
+def _json_value(value: Any) -> Any:
+    """A Parquet nested value as JSON: maps (lists of key/value pairs) become objects."""
+    if isinstance(value, list):
+        if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+            return {str(k): _json_value(v) for k, v in value}
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    return value
+
+
+def _nested_as_json(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Map, struct and list columns as JSON text (CUR 2.0 ``resource_tags``, FOCUS ``Tags``).
+
+    pyarrow cannot cast nested types to strings; JSON text is what the CSV exports carry.
+    """
+    nested = [i for i, f in enumerate(batch.schema) if pa.types.is_nested(f.type)]
+    for i in nested:
+        texts = [None if v is None else json.dumps(_json_value(v), separators=(",", ":"),
+                                                   default=str)
+                 for v in batch.column(i).to_pylist()]  # fmt: skip
+        batch = batch.set_column(i, batch.schema.field(i).name, pa.array(texts, pa.string()))
+    return batch
 
 
 # -- normalization (vectorized per chunk) -----------------------------------------------------

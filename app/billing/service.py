@@ -209,7 +209,7 @@ def import_file(
     total_bytes = path.stat().st_size
     prefix = (record.id, reader.spec.source_system, reader.dataset)
     try:
-        with repository.line_item_writer(session, prefix) as write:
+        with reader, repository.line_item_writer(session, prefix) as write:
             for chunk in reader.chunks():
                 record.rows_read += chunk.rows_read
                 items = chunk.items

@@ -61,13 +61,30 @@ def _aws_effective(b: _Batch, types: pa.Array, billed: pa.Array) -> pa.Array:
     return effective
 
 
+def _aws_tag_key(key: str) -> str:
+    """A user tag under the name the team rules read: "user:team", "user_team" → "team"."""
+    return key.removeprefix("user:").removeprefix("user_")
+
+
+def _aws_tags_json(text: str | None) -> str | None:
+    tags = n.tags_json(text)
+    if tags is None:
+        return None
+    value = json.loads(tags)
+    if not isinstance(value, dict):
+        return tags
+    renamed = {_aws_tag_key(str(k)): v for k, v in value.items()}
+    return json.dumps(renamed, separators=(",", ":"), sort_keys=True)
+
+
 def _aws_tags(b: _Batch) -> pa.Array | None:
     if "resource_tags" in b.reader.header and "resource_tags" in b.batch.schema.names:
-        return map_values(n.tags_json, STR, b.source("resource_tags"))
+        return map_values(_aws_tags_json, STR, b.source("resource_tags"))
     columns = [c for c in b.reader.tag_columns if c != "resource_tags"]
     if not columns:
         return None
-    keys = [c.removeprefix("resourceTags/") for c in columns]
+    keys = [_aws_tag_key(c.removeprefix("resourceTags/").removeprefix("resource_tags_"))
+            for c in columns]  # fmt: skip
 
     def as_json(*values: str | None) -> str | None:
         tags = {k: v for k, v in zip(keys, values, strict=True) if v}
