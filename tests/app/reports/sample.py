@@ -6,6 +6,7 @@ import random
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from app.reports.types import (
     NO_TELEMETRY,
@@ -98,3 +99,19 @@ def make_report(
         ],
         unpriced_nodes=[UnpricedNode("gpu-node-9", "no instance type reported", Decimal("48"))],
     )  # fmt: skip
+
+
+def record_calls(monkeypatch: Any, **fixed: Any) -> list[dict[str, Any]]:
+    """Replace ``reports_service.spend_report`` with one that records its keyword arguments
+    and answers ``make_report`` for the asked label, grouping and zone (plus ``fixed``)."""
+    from app.reports import service as reports_service
+
+    seen: list[dict[str, Any]] = []
+
+    def spend_report(session: Any, **kwargs: Any) -> SpendReport:
+        seen.append(kwargs)
+        return make_report(label=kwargs["label"], group_by=kwargs["group_by"], tz=kwargs["tz"],
+                           **fixed)  # fmt: skip
+
+    monkeypatch.setattr(reports_service, "spend_report", spend_report)
+    return seen

@@ -11,13 +11,10 @@ from typing import Any
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy.orm import Session
 
 from app import cli
 from app.db import reset_engine
-from app.reports import service as reports_service
-from app.reports.types import SpendReport
-from tests.app.reports.sample import make_report
+from tests.app.reports.sample import record_calls
 
 
 @pytest.fixture
@@ -29,14 +26,8 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    seen: list[dict[str, Any]] = []
-
-    def spend_report(session: Session, **kwargs: Any) -> SpendReport:
-        seen.append(kwargs)
-        return make_report(label=kwargs["label"], group_by=kwargs["group_by"], tz=kwargs["tz"])
-
-    monkeypatch.setattr(reports_service, "spend_report", spend_report)
-    return seen
+    """Replace the service with one that records its arguments and returns a sample report."""
+    return record_calls(monkeypatch)
 
 
 def _run(data_dir: Path, *args: str) -> int:

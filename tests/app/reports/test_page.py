@@ -10,9 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.auth.service import Role
-from app.reports import service as reports_service
-from app.reports.types import SpendReport
-from tests.app.reports.sample import make_report
+from tests.app.reports.sample import record_calls
 from tests.factories.nodes import create_api_key
 
 PAGE = "/reports/spend"
@@ -20,17 +18,8 @@ PAGE = "/reports/spend"
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    seen: list[dict[str, Any]] = []
-
-    def spend_report(session: Session, **kwargs: Any) -> SpendReport:
-        seen.append(kwargs)
-        return make_report(
-            label=kwargs["label"], group_by=kwargs["group_by"], tz=kwargs["tz"],
-            currencies=("USD", "EUR"),
-        )  # fmt: skip
-
-    monkeypatch.setattr(reports_service, "spend_report", spend_report)
-    return seen
+    """Replace the service with one that records its arguments and returns a sample report."""
+    return record_calls(monkeypatch, currencies=("USD", "EUR"))
 
 
 def _sign_in(client: TestClient, session: Session, role: Role = Role.FINANCE) -> None:

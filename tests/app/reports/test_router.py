@@ -16,9 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import Role
 from app.main import create_app
-from app.reports import service as reports_service
-from app.reports.types import SpendReport
-from tests.app.reports.sample import make_report
+from tests.app.reports.sample import record_calls
 from tests.factories.nodes import create_api_key, create_node_token
 
 URL = "/api/v1/reports/spend"
@@ -28,14 +26,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Replace the service with one that records its arguments and returns a sample report."""
-    seen: list[dict[str, Any]] = []
-
-    def spend_report(session: Session, **kwargs: Any) -> SpendReport:
-        seen.append(kwargs)
-        return make_report(label=kwargs["label"], group_by=kwargs["group_by"], tz=kwargs["tz"])
-
-    monkeypatch.setattr(reports_service, "spend_report", spend_report)
-    return seen
+    return record_calls(monkeypatch)
 
 
 def _auth(session: Session, role: Role = Role.FINANCE) -> dict[str, str]:
