@@ -30,6 +30,7 @@ HOURS_PER_MONTH = Decimal(730)
 UNALLOCATED = "unallocated"
 DEFAULT_RULES = ("namespace", "account", "label:team", "tag:team", "tag:cost-center", "user")
 DEFAULT_CURRENCY = "USD"
+GROUPS = ("team", "project", "cluster", "instance_type", "node")  # what spend is grouped by
 NO_GPU = 0  # ``gpu_id`` of a billed hour in which no GPU of the node reported
 
 
@@ -93,14 +94,10 @@ class LedgerRow:
     unpriced_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(zip(LEDGER_FIELDS, astuple_shallow(self), strict=True))
+        return {name: getattr(self, name) for name in LEDGER_FIELDS}
 
 
 LEDGER_FIELDS = tuple(f.name for f in fields(LedgerRow))
-
-
-def astuple_shallow(row: LedgerRow) -> tuple[Any, ...]:
-    return tuple(getattr(row, name) for name in LEDGER_FIELDS)
 
 
 def hours_between(start: datetime, end: datetime) -> list[datetime]:

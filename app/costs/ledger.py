@@ -101,6 +101,14 @@ def import_currencies(session: Session) -> dict[int, str]:
     return out
 
 
+def effective_rows(rows: Sequence[Any]) -> list[Any]:
+    """Bill rows without the ones another dataset supersedes: where a source (Azure) has both
+    datasets, its amortized rows are the effective cost and its actual rows are dropped.
+    Rows need ``x_dataset`` and ``x_source_system``."""
+    amortized = {r.x_source_system for r in rows if r.x_dataset == "amortized"}
+    return [r for r in rows if not (r.x_dataset == "actual" and r.x_source_system in amortized)]
+
+
 def node_charges(
     session: Session, node_id: int, start: datetime, end: datetime, currencies: dict[int, str]
 ) -> list[Charge]:
@@ -111,13 +119,10 @@ def node_charges(
                li.x_exchange_rate, li.x_dataset, li.x_source_system)
         .where(li.node_id == node_id, li.charge_period_start < end, li.charge_period_end > start)
     ).all()  # fmt: skip
-    # Azure: with both datasets for a source, the amortized one is the effective cost.
-    amortized = {r.x_source_system for r in rows if r.x_dataset == "amortized"}
     return [
         Charge(node_id, r.charge_period_start, r.charge_period_end,
                r.effective_cost * r.x_exchange_rate, currencies.get(r.import_id, "USD"))
-        for r in rows
-        if not (r.x_dataset == "actual" and r.x_source_system in amortized)
+        for r in effective_rows(rows)
     ]  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from app.costs import service
 from app.deps import SessionDep, ViewerAuth
 from app.errors import AppError, Forbidden, Unauthenticated, error_responses
-from app.kit.money import money_str, round_parts
+from app.kit.money import money_str, round_columns
 from app.reports.period import BadPeriod, parse_instant, zone
 
 router = APIRouter(prefix="/api/v1", tags=["costs"])
@@ -53,11 +53,10 @@ def get_costs(
         currency=currency.upper() if currency else None,
     )
     names = sorted(report.groups)
-    groups: dict[str, dict[str, object]] = {n: {} for n in names}
-    for column in service.AMOUNTS:
-        rounded = round_parts([report.groups[n][column] for n in names], report.currency)
-        for n, value in zip(names, rounded, strict=True):
-            groups[n][column] = format(value, "f")
+    rounded = round_columns({n: report.groups[n] for n in names}, service.AMOUNTS, report.currency)
+    groups: dict[str, dict[str, object]] = {
+        n: {c: format(v, "f") for c, v in rounded[n].items()} for n in names
+    }
     for n in names:
         for q in service.QUANTITIES:
             groups[n][q] = format(report.groups[n][q].quantize(_QUANTITY), "f")

@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select, type_coerce, union_all
 from sqlalchemy.orm import Session
 
+from app.costs.engine import GROUPS
 from app.costs.ledger import MONEY
 from app.db import UTCDateTime
-from app.kit.timebuckets import DAY, HOUR, floor_day, floor_hour, utc
+from app.kit.timebuckets import DAY, floor_day, floor_hour, utc
 from app.models import Cluster, CostLedgerDay, CostLedgerHour, Node
 
-GROUPS = ("team", "project", "cluster", "instance_type", "node")
 KEYS = (*GROUPS, "owner", "source", "currency", "day", "hour", "node_id")
 SUMS = ("gpu_seconds", "energy_joules", *MONEY)
 Model = type[CostLedgerDay] | type[CostLedgerHour]
@@ -229,8 +229,3 @@ def cost_report(
     total = {k: sum((g[k] for g in groups.values()), Decimal(0)) for k in (*AMOUNTS, *QUANTITIES)}
     return CostReport(group_by, start, end, chosen, sorted(set(by_currency) - {chosen}), groups,
                       total, pricing_notes(session, start=start, end=end))  # fmt: skip
-
-
-def gpu_hour_span(start: datetime, end: datetime) -> int:
-    """How many ledger hours [start, end) spans."""
-    return int((utc(end) - floor_hour(utc(start))) / HOUR)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -89,6 +89,20 @@ def round_parts(
         for i in reversed(order[:-spare] if -spare <= len(order) else order):
             units[i] -= 1
     return [(u * q).quantize(q) for u in units]
+
+
+def round_columns(
+    rows: Mapping[str, Mapping[str, Decimal]], columns: Sequence[str], currency: str
+) -> dict[str, dict[str, Decimal]]:
+    """Each money column of a table rounded with ``round_parts``: the rows of every column add
+    up to that column's rounded total. Rows keep their order; other columns are left out."""
+    names = list(rows)
+    out: dict[str, dict[str, Decimal]] = {n: {} for n in names}
+    for column in columns:
+        for name, value in zip(names, round_parts([rows[n][column] for n in names], currency),
+                               strict=True):  # fmt: skip
+            out[name][column] = value
+    return out
 
 
 def money_str(value: Decimal, currency: str) -> str:

@@ -15,9 +15,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base
 from app.kit.money import Money
 
-# ``gpu_id`` of a billed hour in which no GPU of the node reported (the bill still counts).
-NO_GPU = 0
-
 
 class _CostColumns:
     """Amounts shared by the hourly ledger and its day totals (exact money, in ``currency``)."""

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.costs.engine import GROUPS
 from app.reports.period import PERIOD_HELP
-from app.reports.types import GROUPS
 
 FORMATS = ("csv", "xlsx", "json")
 DESCRIPTION = """\

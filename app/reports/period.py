@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from app.costs.engine import GROUPS
 from app.errors import AppError
-from app.reports.types import GROUPS
 
 PRESETS = ("last-month", "mtd", "last-24h", "last-7d", "last-30d")
 PERIOD_HELP = (

@@ -9,13 +9,13 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.auth.service import Role
+from app.costs.engine import GROUPS
 from app.deps import SessionDep, require_role
 from app.errors import Forbidden, Unauthenticated, error_responses
 from app.models import ApiKey
 from app.reports import render
 from app.reports import service as reports_service
 from app.reports.period import PERIOD_HELP, BadGroupBy, BadPeriod, parse_group_by, resolve_period
-from app.reports.types import GROUPS
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
 FinanceAuth = Annotated[ApiKey, Depends(require_role(Role.FINANCE))]

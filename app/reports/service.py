@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.costs import service as costs_service
-from app.costs.ledger import GPU_COMPONENTS, import_currencies
+from app.costs.ledger import GPU_COMPONENTS, effective_rows, import_currencies
 from app.costs.service import Sums
 from app.kit.timebuckets import utc
 from app.models import BillingLineItem
@@ -89,12 +89,8 @@ def unmatched_gpu_spend(
         li.node_id.is_(None), li.x_gpu_count > 0, li.charge_period_end > start,
         li.charge_period_start < end, li.x_cost_component.in_(GPU_COMPONENTS),
     )  # fmt: skip
-    rows = session.execute(stmt).all()
-    amortized = {r[2] for r in rows if r[1] == "amortized"}
     totals: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
-    for import_id, dataset, source, lo, hi, amount, rate in rows:
-        if dataset == "actual" and source in amortized:
-            continue
+    for import_id, _, _, lo, hi, amount, rate in effective_rows(session.execute(stmt).all()):
         value = amount * rate
         if lo < start or hi > end:
             overlap = min(hi, end) - max(lo, start)
@@ -180,10 +176,9 @@ def _top_owners(session: Session, start: datetime, end: datetime) -> list[OwnerI
                                     where=lambda m: [m.owner != ""], largest="idle_cost",
                                     limit=TOP_OWNERS,
                                     columns=["idle_cost", "gpu_seconds"])  # fmt: skip
-    ranked = sorted(sums.items(), key=lambda kv: (-kv[1].money["idle_cost"], kv[0]))
-    return [
+    return [  # ranked by sum_ledger, largest idle cost first
         OwnerIdle(owner, team, cur, s.money["idle_cost"],
                   Decimal(str(s.gpu_seconds)) / SECONDS_PER_HOUR)
-        for (owner, team, cur), s in ranked[:TOP_OWNERS]
+        for (owner, team, cur), s in sums.items()
         if s.money["idle_cost"] > 0
     ]  # fmt: skip

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-GROUPS = ("team", "project", "cluster", "instance_type", "node")
 NO_TELEMETRY = "(bill only: no telemetry)"  # the coverage line's group name
 
 

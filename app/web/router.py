@@ -23,16 +23,16 @@ from app.charts.spend import spend_figure
 from app.charts.utilization import utilization_figure
 from app.config import settings
 from app.costs import service as costs_service
+from app.costs.engine import GROUPS
 from app.deps import SESSION_COOKIE, SessionDep
 from app.errors import Unauthenticated
-from app.kit.money import round_money, round_parts
+from app.kit.money import round_columns, round_money
 from app.models import ApiKey
 from app.nodes import service as nodes_service
 from app.reports import render as reports_render
 from app.reports import rounding as reports_rounding
 from app.reports import service as reports_service
 from app.reports.period import BadGroupBy, BadPeriod, parse_group_by, resolve_period, zone
-from app.reports.types import GROUPS
 
 router = APIRouter(include_in_schema=False)
 SPEND_WINDOW = timedelta(hours=24)
@@ -139,11 +139,9 @@ def _spend_table(session: Session, now: datetime) -> dict[str, Any]:
     """GPU spend by team over the last day, rounded so that the rows add up to the total."""
     report = costs_service.cost_report(session, start=now - SPEND_WINDOW, end=now, group_by="team")
     teams = sorted(report.groups)
-    rows: dict[str, dict[str, Any]] = {t: {} for t in teams}
-    for column in SPEND_COLUMNS:
-        values = round_parts([report.groups[t][column] for t in teams], report.currency)
-        for team, value in zip(teams, values, strict=True):
-            rows[team][column] = value
+    rows: dict[str, dict[str, Any]] = dict(
+        round_columns({t: report.groups[t] for t in teams}, SPEND_COLUMNS, report.currency)
+    )
     for team in teams:
         rows[team]["unpriced_gpu_hours"] = report.groups[team]["unpriced_gpu_hours"]
     return {
