@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, UploadFile, status
 
@@ -20,6 +20,7 @@ from app.billing.schemas import ImportRead, PriceEntryIO
 from app.config import settings
 from app.deps import SessionDep, ViewerAuth, require_role
 from app.errors import error_responses
+from app.kit.validation import PayloadInvalid
 from app.models import ApiKey
 from app.worker import enqueue_after_commit
 
@@ -27,6 +28,7 @@ router = APIRouter(prefix="/api/v1", tags=["billing"])
 FinanceAuth = Annotated[ApiKey, Depends(require_role(Role.FINANCE))]
 # Uploads up to this size import inside the request; larger ones go to the worker.
 SYNC_IMPORT_MAX_BYTES = 8 << 20
+MAX_FILE_NAME = 500  # the column; the stored upload is named by a uuid, not by this
 
 
 def _read(record: Any, **extra: Any) -> ImportRead:
@@ -40,7 +42,7 @@ def _read(record: Any, **extra: Any) -> ImportRead:
 def _store(upload: UploadFile) -> Path:
     folder = settings.data_dir / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{uuid.uuid4().hex}-{Path(upload.filename or 'bill').name}"
+    path = folder / uuid.uuid4().hex  # the name is the user's: it may not fit a file system
     with path.open("wb") as out:
         shutil.copyfileobj(upload.file, out, 1 << 20)
     return path
@@ -49,7 +51,7 @@ def _store(upload: UploadFile) -> Path:
 @router.post(
     "/billing/imports",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(BillingFileRejected),
+    responses=error_responses(BillingFileRejected, PayloadInvalid),
 )
 def create_import(
     session: SessionDep,
@@ -57,7 +59,7 @@ def create_import(
     background: BackgroundTasks,
     file: Annotated[UploadFile, File()],
     format: Annotated[Format | None, Form()] = None,
-    dataset: Annotated[str | None, Form()] = None,
+    dataset: Annotated[Literal["actual", "amortized"] | None, Form()] = None,
     currency: Annotated[str | None, Form()] = None,
     delivery: Annotated[
         str | None,
@@ -80,12 +82,13 @@ def create_import(
     A new import replaces the rows of an earlier import of the same delivery (by default: a file
     of the same name) in the same accounts and billing periods, not those of other files.
     """
+    name = Path(file.filename or "bill").name
+    if len(name) > MAX_FILE_NAME:
+        raise PayloadInvalid(f"file name longer than {MAX_FILE_NAME} characters ({len(name):,})")
     path = _store(file)
     options = {"format": format.value if format else None, "dataset": dataset, "currency": currency,
                "delivery": delivery, "run": run, "replace": replace}  # fmt: skip
-    record = service.create_import(
-        session, file_name=Path(file.filename or path.name).name, path=path, options=options
-    )
+    record = service.create_import(session, file_name=name, path=path, options=options)
     if record.file_bytes > SYNC_IMPORT_MAX_BYTES:
         if settings.redis_url:
             enqueue_after_commit(session, tasks.import_file, record.id)
