@@ -586,8 +586,8 @@ class _Batch:
 def _text_limits() -> dict[str, int]:
     from app.models import BillingLineItem  # the lengths are the table's
 
-    return {c.name: c.type.length for c in BillingLineItem.__table__.columns
-            if c.name in FIELDS and getattr(c.type, "length", None)}  # fmt: skip
+    lengths = {c.name: getattr(c.type, "length", None) for c in BillingLineItem.__table__.columns}
+    return {name: n for name, n in lengths.items() if name in FIELDS and n}
 
 
 TEXT_LIMITS = _text_limits()
