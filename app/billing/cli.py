@@ -21,8 +21,16 @@ def add_parsers(sub: Any) -> None:
     actions = type(sub)(
         billing.add_subparsers(dest="billing_command", required=True, metavar="ACTION"), sub.common
     )
-    imp = actions.add_parser("import", help="import billing files; each is accepted whole or not")
-    imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    imp = actions.add_parser(
+        "import",
+        help="import billing files; each is accepted whole or not",
+        description="Import billing files. Each FILE is accepted whole or not at all. An AWS "
+        "manifest (<report>-Manifest.json of a CUR, or of a Data Exports export) imports the "
+        "files it lists, found under its folder, as one delivery: all of them or none, "
+        "replacing the previous run (assembly or execution) of that report and month.",
+    )
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                     help="bills (CSV, CSV.gz, Parquet, JSONL) or AWS manifests")  # fmt: skip
     imp.add_argument("--format", choices=[f.value for f in Format], help="skip detection")
     imp.add_argument("--dataset", choices=["actual", "amortized"], help="Azure cost dataset")
     imp.add_argument("--currency", help="reporting currency (default: the file's first)")
@@ -78,36 +86,78 @@ def _rates(values: list[str]) -> dict[str, Decimal]:
     return out
 
 
+def _units(args: argparse.Namespace) -> list[tuple[list[Path], str | None, str | None]]:
+    """The command's files grouped into deliveries: (files, delivery, run) each.
+
+    A manifest is one delivery (its name and run from the manifest); with ``--delivery`` the
+    other files are one delivery run; without it each file is its own.
+    """
+    from app.billing.manifests import is_manifest, read_manifest
+
+    units: list[tuple[list[Path], str | None, str | None]] = []
+    loose: list[Path] = []
+    for path in args.files:
+        if is_manifest(path):
+            m = read_manifest(path)
+            units.append((m.files, args.delivery or m.delivery, m.run))
+        else:
+            loose.append(path)
+    if args.delivery and loose:
+        units.append((loose, args.delivery, f"cli-{uuid.uuid4().hex[:16]}"))
+    else:
+        units.extend(([path], None, None) for path in loose)
+    return units
+
+
+def _rejected(name: str, errors: list[dict[str, Any]], count: int) -> dict[str, Any]:
+    return {"file_name": name, "status": "rejected", "error_count": count, "errors": errors}
+
+
 def run_billing(args: argparse.Namespace) -> int:
     from app.billing import service
     from app.billing.importer import BillingFileError
     from app.db import session_scope
 
+    options = {"format": Format(args.format) if args.format else None, "dataset": args.dataset,
+               "currency": args.currency, "rates": _rates(args.rate),
+               "replace_scope": args.replace}  # fmt: skip
     results: list[dict[str, Any]] = []
-    failed = 0
-    run = f"cli-{uuid.uuid4().hex[:16]}"  # the files of this command are one run
-    for path in args.files:
-        bar = _Bar(path.name)
+    bars: list[_Bar] = []
+
+    def bar(path: Path) -> _Bar:
+        bars.append(_Bar(path.name))
+        return bars[-1]
+
+    try:
+        units = _units(args)
+    except BillingFileError as e:  # an incomplete manifest: nothing is imported
+        units = []
+        results.append(_rejected(e.file_name, [x.as_dict() for x in e.errors], e.error_count))
+    for files, delivery, run in units:
         try:
             with session_scope() as session:
-                summary = service.import_file(
-                    session, path=path, format=Format(args.format) if args.format else None,
-                    dataset=args.dataset, currency=args.currency, rates=_rates(args.rate),
-                    progress=bar, delivery=args.delivery, run=run if args.delivery else None,
-                    replace_scope=args.replace,
-                )  # fmt: skip
-            bar.close()
-            results.append(summary.as_dict())
+                if delivery is None:
+                    summaries = [service.import_file(session, path=files[0], progress=bar(files[0]),
+                                                     **options)]  # fmt: skip
+                else:
+                    summaries = service.import_delivery(session, files, delivery=delivery,
+                                                        run=run or delivery, progress=bar,
+                                                        **options)  # fmt: skip
+            results.extend(s.as_dict() for s in summaries)
         except BillingFileError as e:
-            bar.close()
-            failed += 1
-            results.append({"file_name": e.file_name, "status": "rejected",
-                            "error_count": e.error_count,
-                            "errors": [x.as_dict() for x in e.errors]})  # fmt: skip
+            results.append(_rejected(e.file_name, [x.as_dict() for x in e.errors], e.error_count))
+            results.extend(_rejected(f.name, [{"row": None, "column": None, "message":
+                           f"not imported: delivery {delivery} is imported whole and "
+                           f"{e.file_name} was rejected"}], 1)
+                           for f in files if f.name != e.file_name)  # fmt: skip
         except OSError as e:
-            failed += 1
-            results.append({"file_name": str(path), "status": "rejected", "error_count": 1,
-                            "errors": [{"row": None, "column": None, "message": str(e)}]})  # fmt: skip
+            results.append(_rejected(str(files[0]), [{"row": None, "column": None,
+                                                      "message": str(e)}], 1))  # fmt: skip
+        finally:
+            for b in bars:
+                b.close()
+            bars.clear()
+    failed = sum(r["status"] == "rejected" for r in results)
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     else:

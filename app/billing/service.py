@@ -256,6 +256,31 @@ def import_file(
     return summary_of(record)
 
 
+def import_delivery(
+    session: Session,
+    paths: list[Path],
+    *,
+    delivery: str,
+    run: str,
+    progress: Callable[[Path], Progress | None] | None = None,
+    **options: Any,
+) -> list[ImportSummary]:
+    """Import the files of one delivery as a unit: all of them, or none when one is rejected
+    (the BillingFileError names that file). ``options`` are ``import_file``'s."""
+    savepoint = session.begin_nested()
+    try:
+        summaries = [
+            import_file(session, path=path, delivery=delivery, run=run,
+                        progress=progress(path) if progress else None, **options)
+            for path in paths
+        ]  # fmt: skip
+    except BaseException:
+        savepoint.rollback()
+        raise
+    savepoint.commit()
+    return summaries
+
+
 def record_failure(record: BillingImport, error: BillingFileError | Exception) -> None:
     """Mark an import failed with its first errors (the line items were rolled back)."""
     record.status, record.finished_at = "failed", _now()
