@@ -7,6 +7,7 @@ import json
 import sys
 import time
 import uuid
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,32 @@ def add_parsers(sub: Any) -> None:
     book_actions.add_parser("list", help="print the merged price book as CSV")
     load = book_actions.add_parser("import", help="load a price book CSV (shipped columns)")
     load.add_argument("file", type=Path)
+    _add_refresh_parser(book_actions)
+
+
+def _add_refresh_parser(book_actions: Any) -> None:
+    ref = book_actions.add_parser(
+        "refresh",
+        help="price GPU instance types from a provider's public price list",
+        description="Read the provider's public price list (AWS Price List Bulk API, Azure "
+        "Retail Prices API, GCP Cloud Billing Catalog API) and write its GPU instance prices "
+        "as a price book CSV, or upsert them into the price book. See docs/pricebook.md.",
+    )
+    ref.add_argument("--provider", required=True, choices=["aws", "azure", "gcp"])
+    ref.add_argument("--region", action="append", default=[], metavar="R",
+                     help="only this region (repeatable); AWS reads one offer file per region, "
+                          "us-east-1 by default")  # fmt: skip
+    ref.add_argument("--from", dest="saved", type=Path, metavar="FILE_OR_DIR",
+                     help="saved API responses (a JSON file or a folder of them), no network")  # fmt: skip
+    ref.add_argument("--url", metavar="BASE", help="API base URL (default: the public one)")
+    ref.add_argument("--api-key", help="GCP: a Cloud Billing API key")
+    ref.add_argument("--api-key-file", type=Path, metavar="FILE",
+                     help="GCP: a file holding the API key (keeps it out of the process list)")  # fmt: skip
+    ref.add_argument("--date", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                     help="price_date of the entries (default: today, UTC)")  # fmt: skip
+    out = ref.add_mutually_exclusive_group(required=True)
+    out.add_argument("--output", type=Path, metavar="FILE.csv", help="write a price book CSV")
+    out.add_argument("--apply", action="store_true", help="upsert into the price book")
 
 
 class _Bar:
@@ -115,7 +142,7 @@ def _rejected(name: str, errors: list[dict[str, Any]], count: int) -> dict[str, 
 
 def run_billing(args: argparse.Namespace) -> int:
     from app.billing import service
-    from app.billing.importer import BillingFileError
+    from app.billing.rows import BillingFileError
     from app.db import session_scope
 
     options = {"format": Format(args.format) if args.format else None, "dataset": args.dataset,
@@ -196,6 +223,8 @@ def run_pricebook(args: argparse.Namespace) -> int:
     from app.db import session_scope
     from app.kit.csvsafe import safe_cell
 
+    if args.pricebook_command == "refresh":
+        return run_refresh(args)
     with session_scope() as session:
         if args.pricebook_command == "import":
             try:
@@ -210,4 +239,35 @@ def run_pricebook(args: argparse.Namespace) -> int:
         for e in pricebook.list_entries(session):
             d = dataclasses.asdict(e)
             writer.writerow(["" if d[c] is None else safe_cell(d[c]) for c in PRICEBOOK_COLUMNS])
+    return 0
+
+
+def run_refresh(args: argparse.Namespace) -> int:
+    from app.billing import pricebook, pricelists
+    from app.db import session_scope
+
+    try:
+        key = args.api_key or (
+            args.api_key_file.read_text(encoding="utf-8").strip() if args.api_key_file else None
+        )
+        found = pricelists.refresh(
+            args.provider, price_date=args.date or datetime.now(UTC).date(), regions=args.region,
+            saved=args.saved, base_url=args.url, api_key=key,
+        )  # fmt: skip
+    except (pricelists.PriceListError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for note in found.unknown:
+        print(f"not priced: {note}", file=sys.stderr)
+    if not found.entries:
+        print(f"error: no GPU instance prices in the {args.provider} price list", file=sys.stderr)
+        return 1
+    if args.output:
+        with args.output.open("w", newline="", encoding="utf-8") as f:
+            count = pricelists.write_pricebook(f, found.entries)
+        print(f"{count} price book entries written to {args.output}", file=sys.stderr)
+        return 0
+    with session_scope() as session:
+        count = pricebook.upsert_entries(session, found.entries)
+    print(f"{count} price book entries written", file=sys.stderr)
     return 0

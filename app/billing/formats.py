@@ -6,6 +6,7 @@ A spec maps the normalized (FOCUS) fields to the source columns of one export fo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -14,10 +15,13 @@ from enum import StrEnum
 class Format(StrEnum):
     FOCUS = "focus"
     CUR_LEGACY = "aws-cur"
+    CUR_ATHENA = "aws-cur-athena"  # legacy CUR under Athena's column names (line_item_...)
     CUR2 = "aws-cur2"
     GCP = "gcp"
     AZURE_EA = "azure-ea"
     AZURE_MCA = "azure-mca"
+    AZURE_PAYG = "azure-payg"  # legacy usage export: UsageDateTime, PreTaxCost, InstanceId
+    OCI = "oci"
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class FormatSpec:
     extra: dict[str, str] = field(default_factory=dict)  # helper inputs (effective cost parts)
 
 
-def _aws(names: dict[str, str], fmt: Format) -> FormatSpec:
+def _aws(names: dict[str, str], fmt: Format, source_system: str | None = None) -> FormatSpec:
     cols = {
         "billing_account_id": names["payer"],
         "sub_account_id": names["usage_account"],
@@ -70,7 +74,7 @@ def _aws(names: dict[str, str], fmt: Format) -> FormatSpec:
         "billing_period_start", "charge_period_start", "charge_period_end", "charge_category",
         "billed_cost", "billing_currency",
     )  # fmt: skip
-    return FormatSpec(fmt, fmt.value, "AWS", cols, required, extra)
+    return FormatSpec(fmt, source_system or fmt.value, "AWS", cols, required, extra)
 
 
 CUR_LEGACY = _aws(
@@ -95,27 +99,28 @@ CUR_LEGACY = _aws(
     Format.CUR_LEGACY,
 )  # fmt: skip
 
-CUR2 = _aws(
-    {
-        "payer": "bill_payer_account_id", "usage_account": "line_item_usage_account_id",
-        "bp_start": "bill_billing_period_start_date", "bp_end": "bill_billing_period_end_date",
-        "start": "line_item_usage_start_date", "end": "line_item_usage_end_date",
-        "type": "line_item_line_item_type", "description": "line_item_line_item_description",
-        "unblended": "line_item_unblended_cost", "public_cost": "pricing_public_on_demand_cost",
-        "currency": "line_item_currency_code", "amount": "line_item_usage_amount",
-        "unit": "pricing_unit", "product_code": "line_item_product_code",
-        "region": "product_region_code", "resource_id": "line_item_resource_id",
-        "sku": "product_sku", "instance_type": "product_instance_type",
-        "product_family": "product_product_family", "usage_type": "line_item_usage_type",
-        "sp_effective": "savings_plan_savings_plan_effective_cost",
-        "ri_effective": "reservation_effective_cost",
-        "ri_unused_upfront": "reservation_unused_amortized_upfront_fee_for_billing_period",
-        "ri_unused_recurring": "reservation_unused_recurring_fee",
-        "sp_commitment": "savings_plan_total_commitment_to_date",
-        "sp_used": "savings_plan_used_commitment",
-    },
-    Format.CUR2,
-)  # fmt: skip
+# CUR 2.0 and the legacy CUR as Athena (or its Parquet delivery) names it share these names.
+_SNAKE_NAMES = {
+    "payer": "bill_payer_account_id", "usage_account": "line_item_usage_account_id",
+    "bp_start": "bill_billing_period_start_date", "bp_end": "bill_billing_period_end_date",
+    "start": "line_item_usage_start_date", "end": "line_item_usage_end_date",
+    "type": "line_item_line_item_type", "description": "line_item_line_item_description",
+    "unblended": "line_item_unblended_cost", "public_cost": "pricing_public_on_demand_cost",
+    "currency": "line_item_currency_code", "amount": "line_item_usage_amount",
+    "unit": "pricing_unit", "product_code": "line_item_product_code",
+    "region": "product_region_code", "resource_id": "line_item_resource_id",
+    "sku": "product_sku", "instance_type": "product_instance_type",
+    "product_family": "product_product_family", "usage_type": "line_item_usage_type",
+    "sp_effective": "savings_plan_savings_plan_effective_cost",
+    "ri_effective": "reservation_effective_cost",
+    "ri_unused_upfront": "reservation_unused_amortized_upfront_fee_for_billing_period",
+    "ri_unused_recurring": "reservation_unused_recurring_fee",
+    "sp_commitment": "savings_plan_total_commitment_to_date",
+    "sp_used": "savings_plan_used_commitment",
+}  # fmt: skip
+CUR2 = _aws(_SNAKE_NAMES, Format.CUR2)
+# Same data as the CSV legacy CUR, so the same source system: a re-export replaces either.
+CUR_ATHENA = _aws(_SNAKE_NAMES, Format.CUR_ATHENA, CUR_LEGACY.source_system)
 
 FOCUS = FormatSpec(
     Format.FOCUS,
@@ -126,10 +131,15 @@ FOCUS = FormatSpec(
         for name in (
             "BillingAccountId", "SubAccountId", "BillingPeriodStart", "BillingPeriodEnd",
             "ChargePeriodStart", "ChargePeriodEnd", "ChargeCategory", "ChargeDescription",
-            "BilledCost", "EffectiveCost", "ListCost", "BillingCurrency", "PricingQuantity",
-            "PricingUnit", "ProviderName", "ServiceName", "RegionId", "ResourceId", "SkuId",
-            "Tags", "ServiceCategory", "ResourceType", "ServiceProviderName",
-            "x_ResourceKey", "x_InstanceType", "x_GpuModel", "x_GpuCount", "x_CostComponent",
+            "BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "BillingCurrency",
+            "PricingQuantity", "PricingUnit", "ProviderName", "ServiceName", "RegionId",
+            "ResourceId", "SkuId", "SkuPriceDetails", "Tags", "ServiceCategory", "ResourceType",
+            "ServiceProviderName", "x_ResourceKey", "x_InstanceType", "x_GpuModel", "x_GpuCount",
+            "x_CostComponent",
+            # provider columns that name the instance or the GPU: AWS "USE1-BoxUsage:g5.xlarge",
+            # Azure's meter subcategory ("NCads A100 v4 Series") and SKU details (ServiceType)
+            "x_UsageType", "x_SkuDetails", "x_SkuMeterCategory", "x_SkuMeterSubcategory",
+            "x_SkuMeterName",
         )
     },
     ("BillingPeriodStart", "ChargePeriodStart", "ChargePeriodEnd", "BilledCost", "EffectiveCost"),
@@ -182,39 +192,119 @@ AZURE_MCA = FormatSpec(
     _AZURE_REQUIRED,
 )  # fmt: skip
 
-SPECS = {spec.format: spec for spec in (FOCUS, CUR_LEGACY, CUR2, GCP, AZURE_EA, AZURE_MCA)}
+# The legacy usage export of pay-as-you-go subscriptions (and the EA portal's v2 file).
+AZURE_PAYG = FormatSpec(
+    Format.AZURE_PAYG,
+    "azure-payg",
+    "Microsoft",
+    {"billing_account_id": "subscriptionguid", "sub_account_id": "subscriptionguid",
+     "date": "usagedatetime", "billed_cost": "pretaxcost", "billing_currency": "currency",
+     "pricing_quantity": "usagequantity", "pricing_unit": "unitofmeasure",
+     "service_name": "metercategory", "meter_subcategory": "metersubcategory",
+     "meter_name": "metername", "region_id": "resourcelocation", "resource_id": "instanceid",
+     "sku_id": "meterid", "tags": "tags", "additional_info": "additionalinfo",
+     "product": "productname|metername"},
+    ("date", "billed_cost"),  # the EA portal's v2 file has no currency column
+)  # fmt: skip
+
+# Oracle Cloud cost reports (reports/cost-csv/*.csv.gz), one row per resource, SKU and hour.
+OCI = FormatSpec(
+    Format.OCI,
+    "oci",
+    "Oracle",
+    {"billing_account_id": "cost/subscriptionId", "sub_account_id": "lineItem/tenantId",
+     "charge_period_start": "lineItem/intervalUsageStart",
+     "charge_period_end": "lineItem/intervalUsageEnd", "service_name": "product/service",
+     "region_id": "product/region", "resource_id": "product/resourceId",
+     "sku_id": "cost/productSku", "charge_description": "product/Description",
+     "billed_cost": "cost/myCost", "billing_currency": "cost/currencyCode",
+     "pricing_quantity": "usage/billedQuantity", "pricing_unit": "cost/billingUnitReadable",
+     "is_correction": "lineItem/isCorrection"},
+    ("charge_period_start", "charge_period_end", "billed_cost", "billing_currency"),
+)  # fmt: skip
+
+SPECS = {
+    spec.format: spec
+    for spec in (FOCUS, CUR_LEGACY, CUR_ATHENA, CUR2, GCP, AZURE_EA, AZURE_MCA, AZURE_PAYG, OCI)
+}
+
+# The Azure portal writes headers in the user's language with the name in parentheses:
+# "Kategorie der Verbrauchseinheit (MeterCategory)", "Categoría del medidor (MeterCategory)".
+_LOCALIZED = re.compile(r"\(([A-Za-z][A-Za-z0-9_]*)\)\s*$")
+# CUR 2.0 keeps these as maps; the legacy CUR flattens them into one column per key.
+_CUR2_MAPS = {"product", "resource_tags", "cost_category", "discount"}
+# CUR 2.0's top-level product columns; the legacy CUR's Athena table has many more.
+_CUR2_PRODUCT = {
+    "product_comment", "product_fee_code", "product_fee_description", "product_from_location",
+    "product_from_location_type", "product_from_region_code", "product_instance_family",
+    "product_instance_type", "product_instancesku", "product_location", "product_location_type",
+    "product_operation", "product_pricing_unit", "product_product_family", "product_region_code",
+    "product_servicecode", "product_sku", "product_to_location", "product_to_location_type",
+    "product_to_region_code", "product_usagetype",
+}  # fmt: skip
+_AZURE_PARTNER = {"partnername", "partnertenantid", "customertenantid", "resellermpnid"}
+
+
+def english_name(column: str) -> str:
+    """An Azure header's own name: "Kosten (Cost)" → "Cost"; any other name unchanged."""
+    match = _LOCALIZED.search(column)
+    return match.group(1) if match else column
+
+
+def _aws_snake(names: set[str]) -> Format:
+    """CUR 2.0, or the legacy CUR under Athena's names (flattened tags, product attributes)."""
+    if names & _CUR2_MAPS:
+        return Format.CUR2
+    flattened = any(n.startswith(("resource_tags_", "cost_category_", "discount_")) for n in names)
+    legacy_product = any(n.startswith("product_") and n not in _CUR2_PRODUCT for n in names)
+    return Format.CUR_ATHENA if flattened or legacy_product else Format.CUR2
+
+
+def _azure(lower: set[str]) -> Format | None:
+    if "metercategory" not in lower:
+        return None
+    if "usagedatetime" in lower and "pretaxcost" in lower:
+        return Format.AZURE_PAYG
+    if "date" not in lower:
+        return None
+    if lower & _AZURE_PARTNER:  # partner (CSP) exports of a Microsoft Partner Agreement
+        return Format.AZURE_MCA
+    if "billingprofileid" in lower and "accountownerid" not in lower:
+        return Format.AZURE_MCA
+    return Format.AZURE_EA
 
 
 def detect_format(header: Sequence[str]) -> Format | None:
     """The format whose signature columns the header carries, or None."""
     names = set(header)
-    lower = {h.lower() for h in header}
+    lower = {english_name(h).lower() for h in header}
     if {"BilledCost", "ChargePeriodStart"} <= names:
         return Format.FOCUS
     if "lineItem/UnblendedCost" in names or "lineItem/LineItemType" in names:
         return Format.CUR_LEGACY
     if "line_item_unblended_cost" in names or "line_item_line_item_type" in names:
-        return Format.CUR2
+        return _aws_snake(names)
+    if "lineItem/intervalUsageStart" in names and "cost/myCost" in names:
+        return Format.OCI
     if (
         "usage_start_time" in lower
         and "cost" in lower
         and ("sku.description" in lower or "sku.id" in lower or "service.description" in lower)
     ):
         return Format.GCP
-    if "metercategory" in lower and "date" in lower:
-        if "billingprofileid" in lower and "accountownerid" not in lower:
-            return Format.AZURE_MCA
-        return Format.AZURE_EA
-    return None
+    return _azure(lower)
 
 
 def focus_version(header: Sequence[str]) -> str:
-    """Which FOCUS version the columns look like (1.3 renamed the provider columns)."""
+    """The lowest FOCUS version that has every column of the header (1.3 renamed the provider
+    columns; 1.2 added invoice, account type and pricing-currency columns)."""
     names = set(header)
-    if "ServiceProviderName" in names or "HostProviderName" in names:
+    if names & {"ServiceProviderName", "HostProviderName", "AllocatedMethodId"}:
         return "1.3"
-    if "InvoiceId" in names or "PricingCurrency" in names:
+    if names & {"InvoiceId", "PricingCurrency", "BillingAccountType", "SubAccountType",
+                "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice"}:  # fmt: skip
         return "1.2"
-    if "CapacityReservationId" in names or "CommitmentDiscountQuantity" in names:
+    if names & {"CapacityReservationId", "CommitmentDiscountQuantity", "SkuPriceDetails",
+                "ServiceSubcategory", "SkuMeter"}:  # fmt: skip
         return "1.1"
     return "1.0"

@@ -1,11 +1,9 @@
-"""Read a billing file in chunks and normalize each chunk as whole columns.
+"""Read a billing file in chunks: detect its kind and format, check it is text, stream it.
 
-The only module that touches pandas/pyarrow (with ``shapes.py``, its per-format rules). CSV (plain
-or gzip) streams through pyarrow's incremental reader, Parquet by record batches and JSONL line by
-line, so memory stays bounded by the chunk size whatever the file size. Each chunk is validated
-and normalized with ``pyarrow.compute`` (decimal casts, UTC timestamps; bad values are located by
-row index so errors keep exact row numbers) and handed out as ``LineItems``: typed figures for
-the service and bulk rows for the repository (CSV for COPY, tuples for SQLite), never frames.
+CSV (plain or gzip) streams through pyarrow's incremental reader, Parquet by record batches and
+JSONL line by line, so memory stays bounded by the chunk size whatever the file size. Each raw
+chunk is checked and normalized by ``columns.py`` (with ``shapes.py``, the per-format rules) into
+``LineItems`` (``rows.py``); errors keep exact row numbers.
 """
 
 from __future__ import annotations
@@ -15,76 +13,30 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Context, Decimal, InvalidOperation
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from app.billing.formats import SPECS, Format, FormatSpec, detect_format, focus_version
-from app.kit.money import ISO_4217_CODES, MONEY_PRECISION, MONEY_SCALE
+from app.billing.columns import normalize
+from app.billing.formats import (
+    SPECS,
+    Format,
+    FormatSpec,
+    detect_format,
+    english_name,
+    focus_version,
+)
+from app.billing.rows import BillingFileError, LineItems, RowError, _Errors
 
 CHUNK_BYTES = 4 << 20  # 4 MiB measured as fast as 16 MiB on 100k rows, peak RSS 290 vs 390 MB
 PARQUET_BATCH_ROWS = 100_000
 JSONL_BATCH_ROWS = 50_000
-MAX_REPORTED_ERRORS = 20
 DATASETS = ("actual", "amortized")  # Azure's two cost datasets; other sources have one
-NULLS = pa.array(["", "null", "NULL", "None", "NaN"])
-_TIME_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%Y-%m-%d %H:%M:%S UTC", "%Y-%m-%dT%H:%M:%S%z",
-                 "%Y-%m-%d %H:%M:%S%z", "%m/%d/%Y %H:%M:%S", "%Y%m%d")  # fmt: skip
-
-
-# Normalized columns, in ``billing_line_items`` order after the import's own prefix columns.
-MONEY = pa.decimal128(38, 18)
-_WIDE = pa.decimal256(60, 18)  # sums of two MONEY values before the cast back
-TIME = pa.timestamp("us", "UTC")
-STRING = pa.string()
-LINE_SCHEMA = pa.schema([
-    ("row_number", pa.int64()), ("billing_account_id", pa.string()),
-    ("sub_account_id", pa.string()), ("billing_period_start", TIME),
-    ("billing_period_end", TIME), ("charge_period_start", TIME), ("charge_period_end", TIME),
-    ("charge_category", pa.string()), ("charge_description", pa.string()),
-    ("billed_cost", MONEY), ("effective_cost", MONEY), ("list_cost", MONEY),
-    ("billing_currency", pa.string()), ("pricing_quantity", MONEY), ("pricing_unit", pa.string()),
-    ("provider_name", pa.string()), ("service_name", pa.string()), ("region_id", pa.string()),
-    ("resource_id", pa.string()), ("sku_id", pa.string()), ("tags", pa.string()),
-    ("x_resource_key", pa.string()), ("x_instance_type", pa.string()),
-    ("x_gpu_model", pa.string()), ("x_gpu_count", pa.int32()), ("x_cost_component", pa.string()),
-])  # fmt: skip
-FIELDS: tuple[str, ...] = tuple(LINE_SCHEMA.names)
-
-
-@dataclass(frozen=True)
-class RowError:
-    row: int | None  # 1-based data row (the header is not counted); None for the whole file
-    column: str | None
-    message: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "column": self.column, "message": self.message}
-
-
-class BillingFileError(Exception):
-    """The file is rejected whole; ``errors`` holds the first few, ``error_count`` all."""
-
-    def __init__(self, file_name: str, errors: list[RowError], error_count: int) -> None:
-        self.file_name = file_name
-        self.errors = errors
-        self.error_count = error_count
-        first = "; ".join(_describe(e) for e in errors[:3])
-        more = f" (and {error_count - 3} more)" if error_count > 3 else ""
-        super().__init__(f"{file_name}: {error_count} error(s): {first}{more}")
-
-
-def _describe(e: RowError) -> str:
-    where = f"row {e.row}" if e.row is not None else "file"
-    return f"{where}, column {e.column}: {e.message}" if e.column else f"{where}: {e.message}"
 
 
 @dataclass
@@ -92,17 +44,6 @@ class Chunk:
     items: LineItems | None  # None when the chunk had errors (the file will be rejected)
     rows_read: int
     bytes_read: int
-
-
-@dataclass
-class _Errors:
-    items: list[RowError] = field(default_factory=list)
-    count: int = 0
-
-    def add(self, row: int | None, column: str | None, message: str) -> None:
-        self.count += 1
-        if len(self.items) < MAX_REPORTED_ERRORS:
-            self.items.append(RowError(row, column, message))
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -236,7 +177,7 @@ class BillingReader:
         self.version = focus_version(self.header) if detected == Format.FOCUS else ""
         self.default_currency = (currency or "USD").upper()
         self.currency_given = currency is not None  # empty currency cells take it, else an error
-        lower = {h.lower(): h for h in self.header}
+        lower = {english_name(h).lower(): h for h in self.header}  # Azure: localized headers
         self.columns: dict[str, str] = {}
         for fieldname, source in {**self.spec.columns, **self.spec.extra}.items():
             for option in source.split("|"):
@@ -251,9 +192,10 @@ class BillingReader:
         else:
             self.dataset = dataset or ""
         # CUR legacy "resourceTags/user:team", CUR 2.0 "resource_tags" (a map) or, in
-        # Athena-style exports, one "resource_tags_user_team" column per tag.
-        self.tag_columns = [h for h in self.header
-                            if h.startswith(("resourceTags/", "resource_tags"))]  # fmt: skip
+        # Athena-style exports, one "resource_tags_user_team" column per tag; OCI "tags/team".
+        self.tag_columns = [
+            h for h in self.header if h.startswith(("resourceTags/", "resource_tags", "tags/"))
+        ]
         self.warnings: list[str] = []
         missing = [self.spec.columns.get(f, f) for f in self.spec.required
                    if f not in self.columns]  # fmt: skip
@@ -263,10 +205,10 @@ class BillingReader:
                 [RowError(None, c.split("|")[0], "mandatory column is missing") for c in missing],
                 len(missing),
             )
-        if detected == Format.FOCUS and "BillingCurrency" not in self.columns:
-            self.warnings.append(
-                f"no BillingCurrency column: amounts taken as {self.default_currency}"
-            )
+        currency_field = "BillingCurrency" if detected == Format.FOCUS else "billing_currency"
+        if currency_field not in self.columns:
+            name = self.spec.columns.get(currency_field, currency_field).split("|")[0]
+            self.warnings.append(f"no {name} column: amounts taken as {self.default_currency}")
         self.errors = _Errors()
         self._open: list[Generator[Chunk]] = []
 
@@ -366,7 +308,7 @@ class BillingReader:
         offset = 0
         for batch, position in self._raw_batches():
             before = self.errors.count
-            items = _normalize(self, batch, offset)
+            items = normalize(self, batch, offset)
             rows = batch.num_rows
             offset += rows
             yield Chunk(items if self.errors.count == before else None, rows, position)
@@ -399,328 +341,3 @@ def _nested_as_json(batch: pa.RecordBatch) -> pa.RecordBatch:
                  for v in batch.column(i).to_pylist()]  # fmt: skip
         batch = batch.set_column(i, batch.schema.field(i).name, pa.array(texts, pa.string()))
     return batch
-
-
-# -- normalization (vectorized per chunk) -----------------------------------------------------
-_SEP, _NULL = "\x1f", "\x00"  # joins several columns into one key for map_values
-_CURRENCIES = pa.array(sorted(ISO_4217_CODES))
-
-
-def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-
-
-def map_values(fn: Callable[..., Any], type: pa.DataType, *arrays: pa.Array) -> pa.Array:
-    """``fn`` over the distinct value tuples of ``arrays`` only (bills repeat a few values a lot)."""
-    if len(arrays) == 1:
-        encoded = pc.dictionary_encode(_plain(arrays[0]))
-        keys: list[tuple[Any, ...]] = [(v,) for v in encoded.dictionary.to_pylist()]
-    else:
-        joined = pc.binary_join_element_wise(
-            *(pc.cast(_plain(a), pa.string()) for a in arrays), _SEP,
-            null_handling="replace", null_replacement=_NULL,
-        )  # fmt: skip
-        encoded = pc.dictionary_encode(joined)
-        keys = [tuple(None if p == _NULL else p for p in v.split(_SEP))
-                for v in encoded.dictionary.to_pylist()]  # fmt: skip
-    values = [fn(*k) for k in keys]
-    values.append(fn(*([None] * len(arrays))))  # where the value is null
-    indices = pc.fill_null(encoded.indices, len(keys))
-    return pc.take(pa.array(values, type), indices)
-
-
-def money_sum(a: pa.Array, b: pa.Array, *, negate_b: bool = False) -> pa.Array:
-    """a + b (or a - b) for MONEY arrays, computed wide so the precision cannot overflow."""
-    op = pc.subtract if negate_b else pc.add
-    return pc.cast(op(pc.cast(a, _WIDE), pc.cast(b, _WIDE)), MONEY)
-
-
-class _Batch:
-    """One raw chunk and the column operations the per-format rules (``shapes.py``) use."""
-
-    def __init__(self, reader: BillingReader, batch: pa.RecordBatch | pa.Table, offset: int):
-        self.reader = reader
-        self.batch = batch
-        self.offset = offset
-        self.n = batch.num_rows
-
-    def has(self, fieldname: str) -> bool:
-        return fieldname in self.reader.columns
-
-    def source(self, column: str) -> pa.Array:
-        """A source column by its file name, as strings."""
-        arr = _plain(self.batch.column(column))
-        return arr if arr.type == pa.string() else pc.cast(arr, pa.string())
-
-    def raw(self, fieldname: str) -> pa.Array | None:
-        name = self.reader.columns.get(fieldname)
-        if name is None:
-            return None
-        arr = self.source(name)
-        return pc.if_else(pc.is_in(arr, value_set=NULLS), pa.scalar(None, pa.string()), arr)
-
-    def text(self, fieldname: str) -> pa.Array:
-        arr = self.raw(fieldname)
-        return pa.nulls(self.n, pa.string()) if arr is None else arr
-
-    def const(self, value: Any, type: pa.DataType = STRING) -> pa.Array:
-        return pa.repeat(pa.scalar(value, type), self.n)
-
-    def mapped(
-        self, fieldname: str, fn: Callable[[Any], Any], type: pa.DataType = STRING
-    ) -> pa.Array:
-        """``fn`` over the column's distinct values only."""
-        arr = self.raw(fieldname)
-        return self.const(fn(None), type) if arr is None else map_values(fn, type, arr)
-
-    def column_name(self, fieldname: str) -> str:
-        return self.reader.columns.get(fieldname, fieldname)
-
-    def money(self, fieldname: str, *, required: bool) -> pa.Array:
-        arr = self.raw(fieldname)
-        if arr is None:
-            return pa.nulls(self.n, MONEY)
-        try:
-            # pyarrow wraps exponents past the precision ("1e30" casts to 1.896e19): Decimal does not
-            if pc.any(pc.match_substring_regex(arr, "[eE]")).as_py():
-                raise pa.ArrowInvalid("exponent")
-            values = pc.cast(arr, MONEY)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            values = self._money_rowwise(arr, fieldname)  # >18 decimals, or a bad value
-        if required and arr.null_count:
-            for i in pc.indices_nonzero(pc.is_null(arr)).to_pylist():
-                self.error(i, fieldname, "empty cost")
-        return values
-
-    def _money_rowwise(self, arr: pa.Array, fieldname: str) -> pa.Array:
-        """Decimal per row: rounds beyond 18 decimals and locates each bad value by row."""
-        values: list[Decimal | None] = []
-        for i, text in enumerate(arr.to_pylist()):
-            try:
-                value = None if text is None else _money_value(text)
-            except (InvalidOperation, ValueError):
-                value = None
-                self.error(i, fieldname, f"not a number: {text!r}")
-            except OverflowError:
-                value = None
-                self.error(i, fieldname, f"out of range: {text!r} (money must be below 1e20)")
-            values.append(value)
-        return pa.array(values, MONEY)
-
-    def times(self, fieldname: str, *, required: bool) -> pa.Array:
-        arr = self.raw(fieldname)
-        if arr is None:
-            return pa.nulls(self.n, TIME)
-        parsed = _parse_times(arr)
-        bad = pc.and_(pc.is_null(parsed), pc.is_valid(arr))
-        if required:
-            bad = pc.or_(bad, pc.is_null(arr))
-        if pc.any(bad).as_py():
-            for i in pc.indices_nonzero(bad).to_pylist():
-                text = arr[i].as_py()
-                self.error(
-                    i, fieldname, "empty date" if text is None else f"unparseable date: {text!r}"
-                )
-        return parsed
-
-    def _currencies(self, arr: pa.Array | None) -> pa.Array:
-        """ISO 4217 codes; an empty cell takes the import's currency, or is an error without one."""
-        fieldname = "BillingCurrency" if self.reader.format == Format.FOCUS else "billing_currency"
-        currency = self.reader.default_currency
-        if arr is None or not self.has(fieldname):
-            arr = pa.nulls(self.n, STRING)
-        elif arr.null_count and not self.reader.currency_given:
-            for i in pc.indices_nonzero(pc.is_null(arr)).to_pylist():
-                self.error(i, fieldname, "empty currency (pass --currency to assume one)")
-        filled = pc.fill_null(arr, currency)
-        bad = pc.invert(pc.is_in(filled, value_set=_CURRENCIES))
-        if pc.any(bad).as_py():
-            for i in pc.indices_nonzero(bad).to_pylist():
-                self.error(i, fieldname, "not an ISO 4217 currency code (three upper-case "
-                           f"letters such as USD): {filled[i].as_py()!r}")  # fmt: skip
-            filled = pc.if_else(bad, pa.scalar(None, STRING), filled)  # never longer than 3
-        return filled
-
-    def error(self, index: int, fieldname: str, message: str) -> None:
-        self.reader.errors.add(self.offset + index + 1, self.column_name(fieldname), message)
-
-    def finish(self, c: dict[str, pa.Array]) -> LineItems:
-        """The chunk's columns in ``LINE_SCHEMA`` order; absent ones are null or derived."""
-        from app.billing.normalize import instance_gpu
-
-        c["billing_account_id"] = pc.fill_null(c.get("billing_account_id", self.const("")), "")
-        c["billing_currency"] = self._currencies(c.get("billing_currency"))
-        instance = c.get("x_instance_type", pa.nulls(self.n, pa.string()))
-        if "x_gpu_model" not in c:
-            c["x_gpu_model"] = map_values(lambda t: instance_gpu(t)[0], pa.string(), instance)
-        if "x_gpu_count" not in c:
-            c["x_gpu_count"] = map_values(lambda t: instance_gpu(t)[1], pa.int32(), instance)
-        c["row_number"] = pa.array(range(self.offset + 1, self.offset + self.n + 1), pa.int64())
-        self._check_lengths(c)
-        arrays = []
-        for f in LINE_SCHEMA:
-            arr = c.get(f.name)
-            if arr is None:
-                arr = pa.nulls(self.n, f.type)
-            arrays.append(arr if arr.type == f.type else pc.cast(arr, f.type))
-        return LineItems(pa.RecordBatch.from_arrays(arrays, schema=LINE_SCHEMA))
-
-    def _check_lengths(self, c: dict[str, pa.Array]) -> None:
-        """Text longer than its ``billing_line_items`` column is an error naming row and column."""
-        for name, limit in TEXT_LIMITS.items():
-            arr = c.get(name)
-            if arr is None or arr.type != STRING:
-                continue
-            long = pc.fill_null(pc.greater(pc.utf8_length(arr), limit), False)
-            if not pc.any(long).as_py():
-                continue
-            source = _DERIVED_FROM.get(name, name)
-            if self.reader.format == Format.FOCUS:  # "resource_id" -> "ResourceId"
-                prefix = "x_" if source.startswith("x_") else ""
-                source = prefix + source.removeprefix("x_").title().replace("_", "")
-            for i in pc.indices_nonzero(long).to_pylist():
-                self.error(i, source, f"longer than {limit} characters "
-                           f"({len(arr[i].as_py()):,}); nothing of the file was imported")  # fmt: skip
-
-
-def _text_limits() -> dict[str, int]:
-    from app.models import BillingLineItem  # the lengths are the table's
-
-    lengths = {c.name: getattr(c.type, "length", None) for c in BillingLineItem.__table__.columns}
-    return {name: n for name, n in lengths.items() if name in FIELDS and n}
-
-
-TEXT_LIMITS = _text_limits()
-_DERIVED_FROM = {"x_resource_key": "resource_id"}  # a too-long key means a too-long resource id
-_WIDE_CONTEXT = Context(prec=80)  # enough for any value that could fit, and to tell it does not
-MONEY_LIMIT = Decimal(10) ** (MONEY_PRECISION - MONEY_SCALE)  # NUMERIC(38,18): |value| < 1e20
-
-
-def _money_value(text: str) -> Decimal:
-    """A money cell as NUMERIC(38,18); InvalidOperation if not a number, OverflowError if too big."""
-    value = Decimal(text)
-    if not value.is_finite():
-        raise InvalidOperation(text)
-    if value.adjusted() > 60:  # don't quantize 1e999999 into a million digits
-        raise OverflowError(text)
-    value = value.quantize(Decimal(10) ** -MONEY_SCALE, context=_WIDE_CONTEXT)
-    if abs(value) >= MONEY_LIMIT:
-        raise OverflowError(text)
-    return value
-
-
-def _parse_times(arr: pa.Array) -> pa.Array:
-    for target in (TIME, pa.timestamp("us")):
-        try:
-            return pc.cast(pc.cast(arr, target), TIME)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
-    result = pa.nulls(len(arr), TIME)
-    for fmt in _TIME_FORMATS:
-        attempt = pc.strptime(arr, format=fmt, unit="us", error_is_null=True)
-        attempt = pc.cast(attempt, TIME)
-        result = pc.coalesce(result, attempt)
-        if pc.all(pc.or_(pc.is_valid(result), pc.is_null(arr))).as_py():
-            break
-    return result
-
-
-def _normalize(reader: BillingReader, batch: pa.RecordBatch | pa.Table, offset: int) -> LineItems:
-    from app.billing.shapes import SHAPERS  # per-format rules, kept apart to stay short
-
-    b = _Batch(reader, batch, offset)
-    for name in batch.schema.names:  # PostgreSQL text cannot hold NUL; SQLite would cut it
-        found = pc.match_substring(b.source(name), "\x00")
-        if pc.any(found).as_py():
-            for i in pc.indices_nonzero(pc.fill_null(found, False)).to_pylist():
-                reader.errors.add(offset + i + 1, name, "NUL byte in the cell")
-    return SHAPERS[reader.format](b)
-
-
-# -- normalized chunks: figures for the service, bulk rows for the repository -------------------
-class LineItems:
-    """A chunk's normalized rows, held as typed columns; callers get Python values, never frames."""
-
-    def __init__(self, batch: pa.RecordBatch) -> None:
-        self._batch = batch
-        self._rates: pa.Array | None = None
-        self._nodes: pa.Array | None = None
-
-    @property
-    def num_rows(self) -> int:
-        return int(self._batch.num_rows)
-
-    def currencies(self) -> list[tuple[str, int]]:
-        """Distinct currencies in order of appearance, each with its first row number."""
-        column = self._batch.column("billing_currency")
-        rows = self._batch.column("row_number")
-        return [(c, rows[pc.index(column, c).as_py()].as_py())
-                for c in pc.unique(column).to_pylist()]  # fmt: skip
-
-    def set_rates(self, rates: dict[str, Decimal]) -> None:
-        """The exchange rate of each row's currency into the import's reporting currency."""
-        order = list(rates)
-        index = pc.index_in(self._batch.column("billing_currency"), value_set=pa.array(order))
-        self._rates = pc.take(pa.array([rates[c] for c in order], MONEY), index)
-
-    def set_nodes(self, known: dict[str, int]) -> int:
-        """Each row's node (by lower-cased resource key) for the COPY; returns the matched count.
-
-        Matching here, not by an UPDATE after the COPY, spares an index on the resource key and
-        a second version of every matched row.
-        """
-        self._nodes = map_values(lambda k: known.get(k.lower()) if k else None, pa.int32(),
-                                 self._batch.column("x_resource_key"))  # fmt: skip
-        return int(len(self._nodes) - self._nodes.null_count)
-
-    def totals(self) -> dict[str, tuple[Decimal, Decimal]]:
-        """BilledCost and EffectiveCost sums per currency."""
-        table = pa.Table.from_batches([self._batch]).group_by("billing_currency")
-        sums = table.aggregate([("billed_cost", "sum"), ("effective_cost", "sum")])
-        return {r["billing_currency"]: (r["billed_cost_sum"] or Decimal(0),
-                                        r["effective_cost_sum"] or Decimal(0))
-                for r in sums.to_pylist()}  # fmt: skip
-
-    def scopes(self) -> set[tuple[str, datetime]]:
-        """The (billing account, billing period start) pairs a correction replaces."""
-        keys = ["billing_account_id", "billing_period_start"]
-        table = pa.Table.from_batches([self._batch.select(keys)]).group_by(keys).aggregate([])
-        return {(a, p.astimezone(UTC)) for a, p in zip(*table.to_pydict().values(), strict=True)}
-
-    def _with_prefix(
-        self, prefix: tuple[int, str, str], time_text: Callable[[Any], Any]
-    ) -> pa.RecordBatch:
-        """The import's columns, then the chunk's; times as text formatted once per distinct value."""
-        n = self.num_rows
-        rates = self._rates if self._rates is not None else pa.repeat(pa.scalar(1, MONEY), n)
-        head = [pa.repeat(pa.scalar(prefix[0], pa.int64()), n),
-                pa.repeat(pa.scalar(prefix[1], STRING), n),
-                pa.repeat(pa.scalar(prefix[2], STRING), n), rates]  # fmt: skip
-        body = [map_values(time_text, STRING, a) if a.type == TIME else a
-                for a in self._batch.columns]  # fmt: skip
-        nodes = self._nodes if self._nodes is not None else pa.nulls(n, pa.int32())
-        return pa.RecordBatch.from_arrays([*head, *body, nodes], names=list(COLUMNS))
-
-    def copy_csv(self, prefix: tuple[int, str, str]) -> bytes:
-        """CSV for PostgreSQL ``COPY … (FORMAT csv)`` in ``COLUMNS`` order: null unquoted, text quoted."""
-        out = io.BytesIO()
-        batch = self._with_prefix(prefix, lambda t: t and t.isoformat(" "))
-        pa_csv.write_csv(batch, out,
-                         pa_csv.WriteOptions(include_header=False))  # fmt: skip
-        return out.getvalue()
-
-    def sqlite_rows(self, prefix: tuple[int, str, str]) -> list[tuple[Any, ...]]:
-        """Rows for SQLite in ``COLUMNS`` order: money as plain decimal text, times naive UTC text."""
-        columns: list[list[Any]] = []
-        # SQLAlchemy's SQLite DateTime text: naive UTC (see app.db.UTCDateTime)
-        naive = lambda t: t and t.replace(tzinfo=None).isoformat(" ", "microseconds")  # noqa: E731
-        for arr in self._with_prefix(prefix, naive).columns:
-            if arr.type == MONEY:
-                columns.append([None if v is None else format(v, "f") for v in arr.to_pylist()])
-            else:
-                columns.append(arr.to_pylist())
-        return list(zip(*columns, strict=True))
-
-
-PREFIX_COLUMNS = ("import_id", "x_source_system", "x_dataset", "x_exchange_rate")
-COLUMNS = (*PREFIX_COLUMNS, *FIELDS, "node_id")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from app.billing.importer import BillingFileError, RowError
+from app.billing.rows import BillingFileError, RowError
 
 MANIFEST_MAX_BYTES = 16 << 20  # a manifest lists files and columns; a bill is far larger
 _FILE_KEYS = ("reportKeys", "dataFiles")

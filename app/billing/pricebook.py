@@ -26,10 +26,14 @@ def user_entries(session: Session) -> list[PriceEntry]:
 
 
 def list_entries(session: Session) -> list[PriceEntry]:
-    """Every price: user entries replace shipped ones with the same provider, type and region."""
+    """Every price: user entries replace shipped ones with the same provider, type and region.
+
+    Sorted by provider and type; within a type the shipped file's order stays (its reference
+    region first, which ``PriceBook`` falls back to), then the user's other regions.
+    """
     merged = {_key(e): e for e in shipped_pricebook()}
     merged.update({_key(e): e for e in user_entries(session)})
-    return sorted(merged.values(), key=_key)
+    return sorted(merged.values(), key=lambda e: _key(e)[:2])
 
 
 def upsert_entries(session: Session, entries: list[PriceEntry]) -> int:

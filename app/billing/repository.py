@@ -11,7 +11,8 @@ from queue import Queue
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.billing.importer import COLUMNS, LineItems
+from app.billing.rows import COLUMNS, LineItems
+from app.billing.scalesets import NodeKeys
 from app.models import BillingImport, BillingLineItem, Node
 
 Writer = Callable[[LineItems], int]
@@ -83,7 +84,7 @@ def _insert_sqlite(conn: Connection, prefix: tuple[int, str, str], items: LineIt
     if rows:
         marks = ", ".join("?" * len(COLUMNS))
         conn.exec_driver_sql(
-            # Column names are the constants in importer.py; values are bound parameters.
+            # Column names are the constants in rows.py; values are bound parameters.
             f"INSERT INTO billing_line_items ({', '.join(COLUMNS)}) VALUES ({marks})",  # noqa: S608
             rows,
         )
@@ -140,9 +141,10 @@ def replace_scopes(
     return removed
 
 
-def node_keys(session: Session) -> dict[str, int]:
-    """Lower-cased cloud instance ids (and names) of known nodes → node id."""
-    keys: dict[str, int] = {}
+def node_keys(session: Session) -> NodeKeys:
+    """Lower-cased cloud instance ids (and names) of known nodes → node id; a scale-set
+    instance's key also finds a node by its AKS or ``VMName`` name (``scalesets.NodeKeys``)."""
+    keys = NodeKeys()
     for node_id, instance_id, name in session.execute(select(Node.id, Node.instance_id, Node.name)):
         keys.setdefault(name.lower(), node_id)
         if instance_id:

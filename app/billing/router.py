@@ -14,8 +14,8 @@ from app.billing import pricebook, service, tasks
 from app.billing.catalog import PriceEntry
 from app.billing.errors import BillingFileRejected, ImportNotFound
 from app.billing.formats import Format
-from app.billing.importer import BillingFileError
 from app.billing.progress import get_progress
+from app.billing.rows import BillingFileError
 from app.billing.schemas import ImportRead, PriceEntryIO
 from app.config import settings
 from app.deps import SessionDep, ViewerAuth, require_role

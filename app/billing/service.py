@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from app.billing import repository
 from app.billing.errors import ImportNotFound
 from app.billing.formats import Format
-from app.billing.importer import BillingFileError, BillingReader, LineItems, RowError, _Errors
+from app.billing.importer import BillingReader
+from app.billing.rows import COST_TOTALS, BillingFileError, LineItems, RowError, _Errors
 from app.costs import ledger as cost_ledger
 from app.models import BillingImport, BillingLineItem
 
@@ -120,10 +121,12 @@ def get_import(session: Session, import_id: int) -> BillingImport:
 
 
 class _Totals:
+    """Per currency, the sums of the FOCUS cost columns the file has values for."""
+
     def __init__(self, reporting: str | None, rates: dict[str, Decimal]) -> None:
         self.reporting = reporting.upper() if reporting else None
         self.rates = {k.upper(): v for k, v in rates.items()}
-        self.sums: dict[str, list[Decimal]] = {}
+        self.sums: dict[str, dict[str, Decimal]] = {}
         self.scopes: set[tuple[str, datetime]] = set()
         self.unrated: dict[str, int] = {}
 
@@ -149,16 +152,18 @@ class _Totals:
         if len(rates) < len(items.currencies()):
             return False
         items.set_rates(rates)
-        for cur, (billed, effective) in items.totals().items():
-            sums = self.sums.setdefault(cur, [Decimal(0), Decimal(0)])
-            sums[0] += billed
-            sums[1] += effective
+        for cur, chunk in items.totals().items():
+            sums = self.sums.setdefault(cur, {})
+            for name, value in chunk.items():
+                sums[name] = sums.get(name, Decimal(0)) + value
         self.scopes |= items.scopes()
         return True
 
     def as_json(self) -> dict[str, dict[str, str]]:
-        return {c: {"BilledCost": f"{b.normalize():f}", "EffectiveCost": f"{e.normalize():f}"}
-                for c, (b, e) in sorted(self.sums.items())}  # fmt: skip
+        """BilledCost, EffectiveCost, then ListCost and ContractedCost where the file has them."""
+        return {c: {name: f"{sums[name].normalize():f}" for name in COST_TOTALS.values()
+                    if name in sums}
+                for c, sums in sorted(self.sums.items())}  # fmt: skip
 
 
 def import_file(

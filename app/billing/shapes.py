@@ -17,12 +17,15 @@ import pyarrow.compute as pc
 
 from app.billing import normalize as n
 from app.billing.formats import Format
-from app.billing.importer import MONEY, TIME, map_values, money_sum
+from app.billing.rows import MONEY, TIME, map_values, money_sum
+from app.billing.scalesets import azure_instance_key, vm_names
 
 if TYPE_CHECKING:
-    from app.billing.importer import LineItems, _Batch
+    from app.billing.columns import _Batch
+    from app.billing.rows import LineItems
 
 STR = pa.string()
+MICROS_PER_HOUR = 3_600_000_000
 ZERO = pa.scalar(Decimal(0), MONEY)
 ONE_DAY = pa.scalar(timedelta(days=1))
 Columns = dict[str, pa.Array]
@@ -97,6 +100,11 @@ def shape_aws(b: _Batch) -> LineItems:
     c = _texts(b, ["billing_account_id", "sub_account_id", "billing_currency", "pricing_unit",
                    "service_name", "region_id", "sku_id", "x_instance_type",
                    "charge_description"])  # fmt: skip
+    # Some rows leave product/instanceType empty but name it in the usage type: "BoxUsage:g5.xlarge"
+    if c["x_instance_type"].null_count:
+        c["x_instance_type"] = pc.coalesce(
+            c["x_instance_type"], b.mapped("x_usage_type", n.aws_instance_type)
+        )
     types = b.text("charge_category")
     billed = b.money("billed_cost", required=True)
     resource = b.text("resource_id")
@@ -128,6 +136,36 @@ def _gpu_of(instance: pa.Array) -> tuple[pa.Array, pa.Array]:
     return model, map_values(lambda t: n.instance_gpu(t)[1], pa.int32(), instance)
 
 
+def _gpus_billed(
+    model: pa.Array, quantity: pa.Array, unit: pa.Array, start: pa.Array, end: pa.Array
+) -> pa.Array:
+    """GPUs of a row billed per GPU-hour (a GCP or OCI GPU SKU): its quantity (GPU-hours) over
+    the hours the row covers. Only where ``model`` is set and the unit is hours; null below one.
+    """
+    micros = pc.cast(pc.subtract(end, start), pa.int64())
+    hours = pc.if_else(pc.greater(micros, 0), pc.divide(micros, MICROS_PER_HOUR), None)
+    gpus = pc.round(pc.divide(pc.cast(quantity, pa.float64()), hours))
+    hourly = pc.match_substring(pc.utf8_lower(unit), "hour")
+    keep = pc.fill_null(pc.and_(pc.and_(hourly, pc.greater_equal(gpus, 1)), pc.is_valid(model)),
+                        False)  # fmt: skip
+    return pc.cast(pc.if_else(keep, gpus, None), pa.int32())
+
+
+def _focus_instance(b: _Batch, given: pa.Array, description: pa.Array) -> pa.Array:
+    """GPU Ledger's x_InstanceType, else SkuPriceDetails ("InstanceType": "g5.xlarge"), Azure's
+    x_SkuDetails ServiceType, AWS's x_UsageType ("USE1-BoxUsage:g5.xlarge") or the charge
+    description ("$1.006 per On Demand Linux g5.xlarge Instance Hour")."""
+    if not given.null_count:
+        return given
+    return pc.coalesce(
+        given,
+        b.mapped("SkuPriceDetails", n.sku_instance_type),
+        b.mapped("x_SkuDetails", n.sku_instance_type),
+        b.mapped("x_UsageType", n.aws_instance_type),
+        map_values(n.aws_instance_type, STR, description),
+    )
+
+
 def shape_focus(b: _Batch) -> LineItems:
     c = _texts(b, ["BillingAccountId", "SubAccountId", "PricingUnit", "ServiceName", "RegionId",
                    "SkuId", "x_InstanceType", "ChargeDescription", "x_GpuModel"])  # fmt: skip
@@ -139,22 +177,36 @@ def shape_focus(b: _Batch) -> LineItems:
         if b.has("x_CostComponent")
         else map_values(n.focus_component, STR, b.text("ServiceCategory"), b.text("ResourceType"))
     )
-    instance = c["x_InstanceType"]
+    # in column order, so that a bad file's errors come in that order
+    period = (b.times("BillingPeriodStart", required=True),
+              b.times("BillingPeriodEnd", required=False))  # fmt: skip
+    starts = b.times("ChargePeriodStart", required=True)
+    ends = b.times("ChargePeriodEnd", required=True)
+    costs = [b.money(name, required=name in ("BilledCost", "EffectiveCost"))
+             for name in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")]  # fmt: skip
+    quantity = b.money("PricingQuantity", required=False)
+    instance = _focus_instance(b, c["x_InstanceType"], c["ChargeDescription"])
     gpu_model, gpu_count = _gpu_of(instance)
     count = b.mapped("x_GpuCount", lambda v: int(v) if v and v.isdigit() else None, pa.int32())
+    # The GPU a SKU names: Azure's meter subcategory, else a GCP or OCI GPU SKU's description
+    # (billed per GPU-hour, so its quantity over the row's hours counts the GPUs).
+    named = map_values(n.gpu_model_from_text, STR, c["ChargeDescription"])
+    azure = map_values(n.azure_gpu_model, STR, b.text("x_SkuMeterCategory"),
+                       b.text("x_SkuMeterSubcategory"), b.text("x_SkuMeterName"))  # fmt: skip
     out: Columns = {
         "billing_account_id": c["BillingAccountId"],
         "sub_account_id": c["SubAccountId"],
-        "billing_period_start": b.times("BillingPeriodStart", required=True),
-        "billing_period_end": b.times("BillingPeriodEnd", required=False),
-        "charge_period_start": b.times("ChargePeriodStart", required=True),
-        "charge_period_end": b.times("ChargePeriodEnd", required=True),
+        "billing_period_start": period[0],
+        "billing_period_end": period[1],
+        "charge_period_start": starts,
+        "charge_period_end": ends,
         "charge_category": b.mapped("ChargeCategory", n.focus_category),
         "charge_description": c["ChargeDescription"],
-        "billed_cost": b.money("BilledCost", required=True),
-        "effective_cost": b.money("EffectiveCost", required=True),
-        "list_cost": b.money("ListCost", required=False),
-        "pricing_quantity": b.money("PricingQuantity", required=False),
+        "billed_cost": costs[0],
+        "effective_cost": costs[1],
+        "list_cost": costs[2],
+        "contracted_cost": costs[3],
+        "pricing_quantity": quantity,
         "pricing_unit": c["PricingUnit"],
         "provider_name": provider,
         "service_name": c["ServiceName"],
@@ -168,8 +220,10 @@ def shape_focus(b: _Batch) -> LineItems:
             else map_values(n.resource_key, STR, resource)
         ),
         "x_instance_type": instance,
-        "x_gpu_model": pc.coalesce(c["x_GpuModel"], gpu_model),
-        "x_gpu_count": pc.coalesce(count, gpu_count),
+        "x_gpu_model": pc.coalesce(c["x_GpuModel"], gpu_model, azure, named),
+        "x_gpu_count": pc.coalesce(
+            count, gpu_count, _gpus_billed(named, quantity, c["PricingUnit"], starts, ends)
+        ),
         "x_cost_component": component,
     }
     if b.has("BillingCurrency"):
@@ -209,16 +263,20 @@ def shape_gcp(b: _Batch) -> LineItems:
             b.error(i, "credits", "credits is not a JSON list of amounts")
     resource = b.text("resource_id")
     instance = b.mapped("system_labels", n.gcp_machine_type)
-    gpu_model, _ = _gpu_of(instance)
+    gpu_model, gpu_count = _gpu_of(instance)
+    ends = b.times("charge_period_end", required=True)
+    quantity = b.money("pricing_quantity", required=False)
+    # A GPU SKU ("Nvidia Tesla A100 80GB GPU running in Americas") is billed per GPU-hour
+    named = b.mapped("charge_description", n.gpu_model_from_text)
     c.update(
         billing_period_start=period,
         billing_period_end=map_values(_next_month, TIME, period),
         charge_period_start=starts,
-        charge_period_end=b.times("charge_period_end", required=True),
+        charge_period_end=ends,
         charge_category=b.mapped("charge_category", n.gcp_category),
         billed_cost=billed,
         effective_cost=money_sum(billed, pc.fill_null(credits, ZERO)),
-        pricing_quantity=b.money("pricing_quantity", required=False),
+        pricing_quantity=quantity,
         provider_name=b.const("Google Cloud"),
         resource_id=resource,
         tags=b.mapped("tags", n.tags_json),
@@ -226,7 +284,10 @@ def shape_gcp(b: _Batch) -> LineItems:
             map_values(n.resource_key, STR, resource), pc.utf8_lower(b.text("resource_name"))
         ),
         x_instance_type=instance,
-        x_gpu_model=pc.coalesce(b.mapped("charge_description", n.gpu_model_from_text), gpu_model),
+        x_gpu_model=pc.coalesce(named, gpu_model),
+        x_gpu_count=pc.coalesce(
+            gpu_count, _gpus_billed(named, quantity, c["pricing_unit"], starts, ends)
+        ),
         x_cost_component=map_values(
             n.gcp_component, STR, c["service_name"], c["charge_description"]
         ),
@@ -237,6 +298,28 @@ def shape_gcp(b: _Batch) -> LineItems:
 def _service_type(text: str | None) -> str | None:
     value = n.json_field(text, "ServiceType")
     return None if value is None else str(value)
+
+
+def _priced_meter_instance(category: str | None, meter: str | None) -> str | None:
+    size = n.azure_meter_instance(category, meter)
+    return size if n.instance_gpu(size)[0] else None
+
+
+def _azure_instance(b: _Batch, category: pa.Array) -> pa.Array:
+    """AdditionalInfo's ServiceType, else the VM size the meter names ("NC24ads A100 v4") when
+    the price book knows it (a meter name is not always a size: "ND96asr A100 v4")."""
+    return pc.coalesce(
+        b.mapped("additional_info", _service_type),
+        map_values(_priced_meter_instance, STR, category, b.text("meter_name")),
+    )
+
+
+def _payg_list_cost(b: _Batch, quantity: pa.Array) -> pa.Array:
+    """ListCost = PayGPrice * Quantity (the retail price), where the export has PayGPrice."""
+    price = pc.cast(b.money("payg_price", required=False), pa.decimal256(38, MONEY.scale))
+    # 38 + 37 + 1 digits: the widest product decimal256 holds (quantities stay below 1e19)
+    product = pc.multiply(price, pc.cast(quantity, pa.decimal256(37, MONEY.scale)))
+    return pc.cast(pc.round(product, MONEY.scale), MONEY)
 
 
 def shape_azure(b: _Batch) -> LineItems:
@@ -261,19 +344,80 @@ def shape_azure(b: _Batch) -> LineItems:
         pricing_quantity=b.money("pricing_quantity", required=False),
         provider_name=b.const("Microsoft"),
         resource_id=resource,
-        tags=b.mapped("tags", n.tags_json),
-        x_resource_key=pc.utf8_lower(resource),
-        x_instance_type=b.mapped("additional_info", _service_type),
+        tags=b.mapped("tags", n.azure_tags_json),
+        x_resource_key=map_values(
+            azure_instance_key, STR, resource, vm_names(b.text("additional_info"))
+        ),
         x_cost_component=b.mapped("service_name", n.azure_component),
     )
+    c["list_cost"] = _payg_list_cost(b, c["pricing_quantity"])
+    c["x_instance_type"] = _azure_instance(b, c["service_name"])
+    gpu_model, c["x_gpu_count"] = _gpu_of(c["x_instance_type"])
+    series = map_values(n.azure_gpu_model, STR, c["service_name"], b.text("meter_subcategory"),
+                        b.text("meter_name"))  # fmt: skip
+    c["x_gpu_model"] = pc.coalesce(gpu_model, series)
+    return b.finish(c)
+
+
+def _oci_tags(b: _Batch) -> pa.Array | None:
+    """The ``tags/<key>`` columns as one JSON object ("tags/Oracle-Tags.CreatedBy" → key
+    "Oracle-Tags.CreatedBy", a free-form "tags/team" → "team")."""
+    columns = [name for name in b.reader.tag_columns if name.startswith("tags/")]
+    if not columns:
+        return None
+    keys = [name.removeprefix("tags/") for name in columns]
+
+    def as_json(*values: str | None) -> str | None:
+        tags = {k: v for k, v in zip(keys, values, strict=True) if v}
+        return json.dumps(tags, separators=(",", ":"), sort_keys=True) if tags else None
+
+    return map_values(as_json, STR, *(b.source(name) for name in columns))
+
+
+def shape_oci(b: _Batch) -> LineItems:
+    c = _texts(b, ["billing_account_id", "sub_account_id", "billing_currency", "pricing_unit",
+                   "service_name", "region_id", "sku_id", "charge_description"])  # fmt: skip
+    starts = b.times("charge_period_start", required=True)
+    ends = b.times("charge_period_end", required=True)
+    billed = b.money("billed_cost", required=True)
+    quantity = b.money("pricing_quantity", required=False)
+    resource = b.text("resource_id")
+    period = pc.floor_temporal(starts, unit="month")
+    # OCI prices GPU shapes per GPU-hour under a SKU that names the GPU ("Compute - GPU - A10")
+    named = map_values(n.gpu_model_from_text, STR, c["charge_description"])
+    c.update(
+        billing_period_start=period,
+        billing_period_end=map_values(_next_month, TIME, period),
+        charge_period_start=starts,
+        charge_period_end=ends,
+        charge_category=b.mapped("is_correction", n.oci_category),
+        billed_cost=billed,
+        effective_cost=billed,
+        contracted_cost=billed,  # cost/myCost is at the tenancy's contracted unit price
+        pricing_quantity=quantity,
+        provider_name=b.const("Oracle"),
+        resource_id=resource,
+        x_resource_key=map_values(n.resource_key, STR, resource),
+        x_gpu_model=named,
+        x_gpu_count=_gpus_billed(named, quantity, c["pricing_unit"], starts, ends),
+        x_cost_component=map_values(
+            n.oci_component, STR, c["service_name"], c["charge_description"]
+        ),
+    )
+    tags = _oci_tags(b)
+    if tags is not None:
+        c["tags"] = tags
     return b.finish(c)
 
 
 SHAPERS: dict[Format, Callable[[_Batch], LineItems]] = {
     Format.FOCUS: shape_focus,
     Format.CUR_LEGACY: shape_aws,
+    Format.CUR_ATHENA: shape_aws,
     Format.CUR2: shape_aws,
     Format.GCP: shape_gcp,
     Format.AZURE_EA: shape_azure,
     Format.AZURE_MCA: shape_azure,
+    Format.AZURE_PAYG: shape_azure,
+    Format.OCI: shape_oci,
 }

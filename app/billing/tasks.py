@@ -8,8 +8,8 @@ from pathlib import Path
 
 from app.billing import service
 from app.billing.formats import Format
-from app.billing.importer import BillingFileError
 from app.billing.progress import set_progress
+from app.billing.rows import BillingFileError
 from app.db import session_scope
 from app.worker import celery_app
 

@@ -20,7 +20,7 @@ from sqlalchemy import Table, and_, delete, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from app.billing.pricebook import PriceBook, load_pricebook
-from app.costs import dirty
+from app.costs import dirty, scalesets
 from app.costs.engine import (
     HOUR,
     LIST_PRICE,
@@ -170,6 +170,7 @@ class _Context:
     book: PriceBook
     ratios: RatioBook
     currencies: dict[int, str]
+    scale_sets: scalesets.ScaleSetSplits
 
 
 def reprice_pending(session: Session, *, limit: int = BATCH_KEYS) -> RepriceStats:
@@ -213,8 +214,11 @@ def reprice_all(session_factory: Callable[[], Any], *, limit: int = BATCH_KEYS) 
 
 def reprice(session: Session, hours_by_node: dict[int, set[datetime]]) -> RepriceStats:
     """Rewrite the ledger rows of the given node-hours and the day totals they fall in."""
+    currencies = import_currencies(session)
+    context = _Context(load_pricebook(session), RatioBook(session), currencies,
+                       scalesets.ScaleSetSplits(session, currencies, effective_rows))  # fmt: skip
+    hours_by_node = context.scale_sets.widen(hours_by_node)
     nodes = node_infos(session, hours_by_node)
-    context = _Context(load_pricebook(session), RatioBook(session), import_currencies(session))
     rows: list[LedgerRow] = []
     written: dict[int, set[datetime]] = {}
     for node_id, wanted in sorted(hours_by_node.items()):
@@ -239,6 +243,7 @@ def _price_node(
     while True:
         start, end = min(hours), max(hours) + HOUR
         charges = node_charges(session, node.node_id, start, end, context.currencies)
+        charges += context.scale_sets.charges(node.node_id, start, end)
         spans = set()
         for c in charges:
             span = hours_between(c.start, c.end)
@@ -364,4 +369,4 @@ def mark_import(session: Session, import_id: int, replaced_periods: Iterable[dat
     marked += dirty.mark_ledger(session, sources=["estimated"], node_ids=nodes)
     if types:
         marked += dirty.mark_ledger(session, sources=["estimated"], instance_types=types)
-    return marked
+    return marked + scalesets.mark_import(session, import_id)

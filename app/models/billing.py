@@ -85,6 +85,7 @@ class BillingLineItem(Base):
     billed_cost: Mapped[Decimal] = mapped_column(Money())
     effective_cost: Mapped[Decimal] = mapped_column(Money())
     list_cost: Mapped[Decimal | None] = mapped_column(Money())
+    contracted_cost: Mapped[Decimal | None] = mapped_column(Money())  # FOCUS ContractedCost
     billing_currency: Mapped[str] = mapped_column(String(3))
     x_exchange_rate: Mapped[Decimal] = mapped_column(Money())  # to the import's currency
     pricing_quantity: Mapped[Decimal | None] = mapped_column(Money())

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.costs import scalesets
 from app.costs import service as costs_service
 from app.costs.ledger import GPU_COMPONENTS, effective_rows, import_currencies
 from app.costs.service import Sums
@@ -84,13 +85,15 @@ def unmatched_gpu_spend(
     currencies = import_currencies(session)
     stmt = select(
         li.import_id, li.x_dataset, li.x_source_system, li.charge_period_start,
-        li.charge_period_end, li.effective_cost, li.x_exchange_rate,
+        li.charge_period_end, li.effective_cost, li.x_exchange_rate, li.x_resource_key,
     ).where(
         li.node_id.is_(None), li.x_gpu_count > 0, li.charge_period_end > start,
         li.charge_period_start < end, li.x_cost_component.in_(GPU_COMPONENTS),
     )  # fmt: skip
     totals: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
-    for import_id, _, _, lo, hi, amount, rate in effective_rows(session.execute(stmt).all()):
+    # Scale-set rows that the ledger splits over their instances are billed, not unmatched.
+    rows = scalesets.unsplit_rows(session, effective_rows(session.execute(stmt).all()))
+    for import_id, _, _, lo, hi, amount, rate, _ in rows:
         value = amount * rate
         if lo < start or hi > end:
             overlap = min(hi, end) - max(lo, start)

@@ -19,7 +19,8 @@ from app.auth.service import Role
 from app.billing import pricebook, service
 from app.billing.catalog import PriceEntry, parse_entry
 from app.billing.errors import PriceEntryError
-from app.billing.importer import BillingFileError, parse_error_row
+from app.billing.importer import parse_error_row
+from app.billing.rows import BillingFileError
 from app.db import reset_engine
 from app.kit.csvsafe import safe_cell
 from app.kit.money import ISO_4217_CODES

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from app import cli
 from app.billing import service
-from app.billing.importer import BillingFileError
 from app.billing.manifests import is_manifest, locate, read_manifest
+from app.billing.rows import BillingFileError
 from app.db import reset_engine
 from app.models import BillingImport, BillingLineItem
 from tests.app.billing.test_service import DATA

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.auth.service import Role
+from app.billing.catalog import shipped_pricebook
 from bench import billing_samples as samples
 from tests.factories.nodes import create_api_key
 
@@ -54,13 +55,22 @@ def test_bad_upload_is_rejected_with_rows(client: TestClient, session: Session) 
 
 
 def test_price_book_edit(client: TestClient, session: Session) -> None:
+    """The user's entry replaces the shipped one of its region; the other regions stay."""
+    shipped = {e.region: e.hourly_price for e in shipped_pricebook()
+               if e.instance_type == "p5.48xlarge"}  # fmt: skip
+    assert shipped["us-east-1"] != Decimal("50.00")
     entry = {"provider": "aws", "instance_type": "p5.48xlarge", "region": "us-east-1",
-             "gpu_model": "H100", "gpu_count": 8, "hourly_price": "55.04", "source": "our EDP"}  # fmt: skip
+             "gpu_model": "H100", "gpu_count": 8, "hourly_price": "50.00", "source": "our EDP"}  # fmt: skip
     r = client.put("/api/v1/pricebook", headers=_auth(session, Role.FINANCE), json=[entry])
     assert r.status_code == 200, r.text
     book = client.get("/api/v1/pricebook", headers=_auth(session, Role.VIEWER)).json()
-    p5 = [e for e in book if e["instance_type"] == "p5.48xlarge"]
-    assert [Decimal(e["hourly_price"]) for e in p5] == [Decimal("55.04")]
+    p5 = {e["region"]: e for e in book if e["instance_type"] == "p5.48xlarge"}
+    assert p5.keys() == shipped.keys()
+    ours = p5.pop("us-east-1")
+    assert (Decimal(ours["hourly_price"]), ours["source"]) == (Decimal("50.00"), "our EDP")
+    assert {region: Decimal(e["hourly_price"]) for region, e in p5.items()} == {
+        region: price for region, price in shipped.items() if region != "us-east-1"
+    }
 
 
 def test_costs_endpoint_empty_window(client: TestClient, session: Session) -> None:

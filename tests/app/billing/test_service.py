@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.billing import service
 from app.billing.formats import Format
-from app.billing.importer import BillingFileError
+from app.billing.rows import BillingFileError
 from app.models import BillingImport, BillingLineItem, Node
 from bench import billing_samples as samples
 
