@@ -208,7 +208,7 @@ def _print(r: dict[str, Any]) -> None:
     print(f"  rows accepted {r['rows_accepted']:,}, matched to known nodes {r['rows_matched']:,}, "
           f"replaced from earlier exports {r['rows_replaced']:,}")  # fmt: skip
     for cur, t in r["totals"].items():
-        print(f"  {cur}: BilledCost {t['BilledCost']}  EffectiveCost {t['EffectiveCost']}")
+        print(f"  {cur}: " + "  ".join(f"{name} {value}" for name, value in t.items()))
     for w in r["warnings"]:
         print(f"  warning: {w}")
 

@@ -60,3 +60,19 @@ def test_rejected_file_names_row_and_column(
     assert "REJECTED" in out
     assert "nothing was imported" in out
     assert "row 3, column ChargePeriodEnd" in out
+
+
+def test_summary_prints_every_cost_column_the_file_has(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A FOCUS file: BilledCost, EffectiveCost, ListCost and ContractedCost, each summed."""
+    focus = tmp_path / "focus.csv"
+    focus.write_text(
+        "BillingPeriodStart,ChargePeriodStart,ChargePeriodEnd,BilledCost,EffectiveCost,ListCost,"
+        "ContractedCost,BillingCurrency\n"
+        "2026-11-01,2026-11-01T00:00:00Z,2026-11-01T01:00:00Z,1.50,1.20,2.00,1.80,USD\n"
+        "2026-11-01,2026-11-01T01:00:00Z,2026-11-01T02:00:00Z,1.50,1.20,2.00,1.70,USD\n"
+    )
+    assert cli.main(["billing", "import", str(focus), "--data-dir", str(data_dir)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("  USD: "))
+    assert line == "  USD: BilledCost 3  EffectiveCost 2.4  ListCost 4  ContractedCost 3.5"
