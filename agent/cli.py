@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.collectors import cloud
+from agent.collectors.allocation import GPUSTAT_DIR, POD_RESOURCES_SOCKET, AllocationCollector
 from agent.collectors.attribution import Attributor
 from agent.collectors.host import HostCollector
 from agent.collectors.nvml import NvmlCollector
@@ -22,9 +23,11 @@ from agent.collectors.simulator import SCENARIOS, Owner, SimulatedHost, Simulate
 from agent.config import (
     CONFIG_FILE,
     METRICS_PORT,
+    OPTIONAL_PATHS,
     SPOOL_DIR,
     AgentSettings,
     from_env,
+    optional_path,
     parse_labels,
     resolve_token,
 )
@@ -115,6 +118,32 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument(
         "--metrics-address", metavar="ADDR", help="address /metrics listens on (default 0.0.0.0)"
     )
+    held = p.add_argument_group(
+        "allocation (who holds each GPU, process or not: Slurm job, Kubernetes pod)"
+    )
+    held.add_argument(
+        "--hpc-job-mapping-dir",
+        metavar="DIR",
+        help="dcgm-exporter's job mapping directory: files named by GPU index (or "
+        "<index>.<GPU instance> for MIG) listing the Slurm job ids on it (default: not read)",
+    )
+    held.add_argument(
+        "--gpustat-dir",
+        metavar="DIR",
+        help=f"jobstats-style files named by GPU index or MIG UUID holding '<job id> <uid> "
+        f"[<user> [<account>]]' (default {GPUSTAT_DIR}; '' turns it off)",
+    )
+    held.add_argument(
+        "--pod-resources-socket",
+        metavar="PATH",
+        help=f"the kubelet's pod-resources API socket (default {POD_RESOURCES_SOCKET}; "
+        "absent: not a Kubernetes node; '' turns it off)",
+    )
+    held.add_argument(
+        "--no-allocation",
+        action="store_true",
+        help="do not look up who holds each GPU (owners of GPU processes are still reported)",
+    )
     sim = p.add_argument_group("simulation (demos, tests, benchmarks)")
     sim.add_argument(
         "--simulate", type=int, metavar="N", help="simulate N GPUs instead of reading NVML"
@@ -188,6 +217,12 @@ def settings_from_args(
         s.ship = False
     if args.no_cloud_metadata:
         s.cloud_metadata = False
+    for attr in OPTIONAL_PATHS:
+        value = getattr(args, attr)
+        if value is not None:
+            setattr(s, attr, optional_path(value))
+    if args.no_allocation:
+        s.allocation = False
     if s.interval <= 0:
         raise ValueError("--interval must be positive")
     return s
@@ -211,11 +246,22 @@ def make_agent(settings: AgentSettings, *, clock: Any = None) -> Agent:
         )
         host = SimulatedHost(sim)
         return Agent(settings, NvmlCollector(sim), host, attribute=host.attribute)
+    attribute = Attributor(settings.proc_root)
+    allocations = None
+    if settings.allocation:
+        allocations = AllocationCollector(
+            settings.proc_root,
+            hpc_job_mapping_dir=settings.hpc_job_mapping_dir,
+            gpustat_dir=settings.gpustat_dir,
+            pod_resources_socket=settings.pod_resources_socket,
+            user_name=attribute.user_name,
+        )
     return Agent(
         settings,
         NvmlCollector(),
         HostCollector(settings.proc_root),
-        attribute=Attributor(settings.proc_root),
+        attribute=attribute,
+        allocations=allocations,
     )
 
 

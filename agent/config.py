@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from agent.collectors.allocation import GPUSTAT_DIR, POD_RESOURCES_SOCKET
+
 ENV_PREFIX = "GPULEDGER_AGENT_"
 COLLECT_INTERVAL_SECONDS = 10.0
 METRICS_PORT = 9400  # dcgm-exporter's port, so existing scrape configs find us
@@ -45,10 +47,16 @@ class AgentSettings:
     spool_max_bytes: int = SPOOL_MAX_BYTES
     metrics_port: int = METRICS_PORT  # 0: no local /metrics
     metrics_address: str = "0.0.0.0"  # noqa: S104  (Prometheus scrapes the node from outside)
+    # Who holds each GPU (Slurm job, Kubernetes pod), process or not; None turns a source off.
+    allocation: bool = True
+    hpc_job_mapping_dir: Path | None = None  # dcgm-exporter's --hpc-job-mapping-dir files
+    gpustat_dir: Path | None = GPUSTAT_DIR  # jobstats-style <index or MIG uuid> files
+    pod_resources_socket: Path | None = POD_RESOURCES_SOCKET  # the kubelet's pod-resources API
 
 
 _FIELDS = {f.name: f for f in fields(AgentSettings)}
-_BOOLS = {"ship", "cloud_metadata"}
+_BOOLS = {"ship", "cloud_metadata", "allocation"}
+OPTIONAL_PATHS = ("hpc_job_mapping_dir", "gpustat_dir", "pod_resources_socket")  # "": off
 
 
 def _parse(name: str, raw: Any) -> Any:
@@ -68,9 +76,16 @@ def _parse(name: str, raw: Any) -> Any:
         return float(raw)
     if "int" in kind:
         return int(raw)
+    if name in OPTIONAL_PATHS:
+        return optional_path(raw)
     if "Path" in kind:
         return Path(raw)
     return str(raw)
+
+
+def optional_path(raw: str) -> Path | None:
+    """A path setting where an empty value turns the thing off."""
+    return Path(raw) if str(raw).strip() else None
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:

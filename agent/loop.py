@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent import __version__
+from agent.collectors.allocation import AllocationCollector, allocation_for
 from agent.collectors.host import HostCollector
 from agent.collectors.nvml import NvmlCollector, NvmlUnavailable
 from agent.config import AgentSettings
@@ -35,12 +36,16 @@ class Agent:
         host: HostCollector | Any,
         *,
         attribute: Attributor = no_owner,
+        allocations: AllocationCollector | None = None,
         outbox: Outbox | None = None,
     ) -> None:
         self.settings = settings
         self.gpu = gpu
+        if isinstance(gpu, NvmlCollector):
+            gpu.node = settings.node_name  # scopes the keys of GPUs whose UUID cannot be read
         self.host = host
         self.attribute = attribute
+        self.allocations = allocations
         self.outbox = outbox
         self.stopping = threading.Event()
         self.cycles = 0
@@ -48,6 +53,7 @@ class Agent:
         self._samples: list[dict[str, Any]] = []
         self._host_samples: list[dict[str, Any]] = []
         self._gpu_warned = False
+        self._host_warned = False
         # The latest reading and how long it took, for the local /metrics.
         self.latest: tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]] = (
             [],
@@ -81,17 +87,39 @@ class Agent:
         samples: list[dict[str, Any]] = []
         try:
             gpus, samples = self.gpu.collect(ts)
-        except NvmlUnavailable as e:
-            self.gpu_error = str(e)
+            if self._gpu_warned:
+                log.warning("GPU readings are back")
+            self.gpu_error, self._gpu_warned = None, False
+        except Exception as e:  # whatever a collector raises, the loop and host metrics go on
+            unexpected = not isinstance(e, NvmlUnavailable)
+            self.gpu_error = f"{type(e).__name__}: {e}" if unexpected else str(e)
             if not self._gpu_warned:
-                log.error("no GPU readings: %s; carrying on with host metrics", e)
+                log.error(
+                    "no GPU readings: %s; carrying on with host metrics",
+                    self.gpu_error,
+                    exc_info=unexpected,
+                )
                 self._gpu_warned = True
         for sample in samples:
             for proc in sample.get("processes") or []:
                 owner = self.attribute(proc["pid"])
                 if owner:
                     proc["owner"] = owner
-        host = self.host.collect(ts, monotonic)
+        if self.allocations is not None and samples:
+            # Who holds each GPU, whether or not a process runs on it.
+            held = self.allocations.collect(monotonic)
+            by_uuid = {gpu["uuid"]: gpu for gpu in gpus}
+            for sample in samples:
+                gpu = by_uuid.get(sample["gpu_uuid"], {"uuid": sample["gpu_uuid"]})
+                if allocation := allocation_for(gpu, held):
+                    sample["allocation"] = allocation
+        try:
+            host = self.host.collect(ts, monotonic)
+        except Exception:  # as for GPUs: log once, keep going
+            host = {"ts": ts.isoformat()}
+            if not self._host_warned:
+                log.exception("host readings failed; carrying on")
+                self._host_warned = True
         self.cycles += 1
         self.latest = (gpus, samples, host)
         self.last_collect_seconds = time.perf_counter() - started

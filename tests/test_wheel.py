@@ -94,6 +94,8 @@ def fresh(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_holds_the_data_templates_and_migrations(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     wanted = {"app/billing/data/pricebook.csv", "migrations/env.py", "migrations/script.py.mako"}
+    # The agent's committed gRPC modules: installing needs no code generation.
+    wanted |= {f"agent/proto/podresources/v1/{m}.py" for m in ("api_pb2", "api_pb2_grpc")}
     wanted |= {
         p.relative_to(ROOT).as_posix()
         for p in (ROOT / "app").rglob("*")

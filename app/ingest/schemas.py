@@ -21,6 +21,7 @@ Name = Annotated[
     str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
 ]
 ShortText = Annotated[str, Field(max_length=255)]
+MAX_PID = 2**32 - 1  # any 32-bit unsigned pid (stored as BIGINT)
 
 
 class _Wire(BaseModel):
@@ -67,8 +68,19 @@ class ProcessOwner(_Wire):
     account: Annotated[str, Field(max_length=100)] | None = None
 
 
+class Allocation(_Wire):
+    """Who holds a GPU, whether or not a process runs on it: a Slurm job, a Kubernetes pod."""
+
+    job_id: Annotated[str, Field(max_length=100)] | None = None
+    user: Annotated[str, Field(max_length=100)] | None = None
+    account: Annotated[str, Field(max_length=100)] | None = None
+    pod: ShortText | None = None
+    namespace: ShortText | None = None
+    container: ShortText | None = None
+
+
 class ProcessSample(_Wire):
-    pid: Annotated[int, Field(gt=0)]
+    pid: Annotated[int, Field(gt=0, le=MAX_PID)]
     used_memory_bytes: NonNegInt | None = None
     sm_utilization: Percent | None = None
     owner: ProcessOwner = Field(default_factory=ProcessOwner)
@@ -94,6 +106,32 @@ class GpuSampleIn(_Wire):
     ecc_uncorrected: NonNegInt | None = None
     xid_errors: NonNegInt | None = None
     processes: list[ProcessSample] | None = None
+    allocation: Allocation | None = None
+
+    # The allocation as the ``gpu_samples`` columns read it (``alloc_<field>``).
+    @property
+    def alloc_job_id(self) -> str | None:
+        return self.allocation.job_id if self.allocation else None
+
+    @property
+    def alloc_user(self) -> str | None:
+        return self.allocation.user if self.allocation else None
+
+    @property
+    def alloc_account(self) -> str | None:
+        return self.allocation.account if self.allocation else None
+
+    @property
+    def alloc_pod(self) -> str | None:
+        return self.allocation.pod if self.allocation else None
+
+    @property
+    def alloc_namespace(self) -> str | None:
+        return self.allocation.namespace if self.allocation else None
+
+    @property
+    def alloc_container(self) -> str | None:
+        return self.allocation.container if self.allocation else None
 
 
 class HostSampleIn(_Wire):

@@ -37,6 +37,13 @@ class GpuSample(Base):
     xid_errors: Mapped[int | None] = mapped_column(Integer)
     process_count: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="ok")
+    # Who holds the GPU (a Slurm job, a Kubernetes pod), whether or not a process runs on it.
+    alloc_job_id: Mapped[str | None] = mapped_column(String(100))
+    alloc_user: Mapped[str | None] = mapped_column(String(100))
+    alloc_account: Mapped[str | None] = mapped_column(String(100))
+    alloc_pod: Mapped[str | None] = mapped_column(String(255))
+    alloc_namespace: Mapped[str | None] = mapped_column(String(255))
+    alloc_container: Mapped[str | None] = mapped_column(String(255))
 
 
 class GpuProcessSample(Base):
@@ -45,7 +52,7 @@ class GpuProcessSample(Base):
 
     gpu_id: Mapped[int] = mapped_column(ForeignKey("gpus.id", ondelete="CASCADE"), primary_key=True)
     ts: Mapped[datetime] = mapped_column(primary_key=True, index=True)
-    pid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pid: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # any 32-bit unsigned pid
     used_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     sm_utilization: Mapped[float | None] = mapped_column(Float)
     user: Mapped[str | None] = mapped_column(String(100))

@@ -76,6 +76,16 @@ def clear_dirty(session: Session, keys: Sequence[DirtyKey]) -> None:
         )
 
 
+# A sample's allocation in ``OwnerKey`` order (user, namespace, pod_name, job_id, account).
+ALLOCATION_OWNER = (
+    GpuSample.alloc_user,
+    GpuSample.alloc_namespace,
+    GpuSample.alloc_pod,
+    GpuSample.alloc_job_id,
+    GpuSample.alloc_account,
+)
+
+
 def load_gpu_points(
     session: Session, gpu_ids: Sequence[int], start: datetime, end: datetime
 ) -> dict[int, list[GpuPoint]]:
@@ -105,13 +115,15 @@ def load_gpu_points(
             GpuSample.power_watts,
             GpuSample.energy_mj,
             GpuSample.power_limit_watts,
+            *ALLOCATION_OWNER,
         )
         .where(GpuSample.gpu_id.in_(gpu_ids), GpuSample.ts >= start, GpuSample.ts < end)
         .order_by(GpuSample.gpu_id, GpuSample.ts)
     )
     out: dict[int, list[GpuPoint]] = defaultdict(list)
-    for gpu_id, ts, util, mem, power, energy, limit in session.execute(stmt):
-        found = owners.get((gpu_id, ts))
+    for gpu_id, ts, util, mem, power, energy, limit, *holder in session.execute(stmt):
+        # The holder (job or pod) owns the GPU's time, busy or idle; processes only without one.
+        found = {cast(OwnerKey, tuple(holder))} if any(holder) else owners.get((gpu_id, ts))
         out[gpu_id].append(
             GpuPoint(
                 ts,

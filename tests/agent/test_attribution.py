@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from agent.collectors.attribution import Attributor, parse_cgroup
+from agent.collectors.attribution import Attributor, parse_cgroup, parse_environ
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "proc"
 C64 = "4f0c3c8e1b2a9d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e"
@@ -99,3 +100,69 @@ def test_unknown_uid_is_reported_as_a_number(tmp_path: Path) -> None:
 
 def test_parse_cgroup_ignores_unrelated_paths() -> None:
     assert parse_cgroup("0::/init.scope\n1:name=systemd:/user.slice\n") == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        pytest.param(
+            "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-"
+            f"pod3b9e1e2c0d4d4c7a9c5e0f7b8a6d3e21.slice/cri-containerd-{C64}.scope\n",
+            {"pod_uid": "3b9e1e2c0d4d4c7a9c5e0f7b8a6d3e21", "container_id": C64},
+            id="static-pod-systemd",
+        ),
+        pytest.param(
+            f"4:memory:/kubepods/burstable/pod3b9e1e2c0d4d4c7a9c5e0f7b8a6d3e21/{D64}\n",
+            {"pod_uid": "3b9e1e2c0d4d4c7a9c5e0f7b8a6d3e21", "container_id": D64},
+            id="static-pod-cgroupfs",
+        ),
+        pytest.param(
+            f"0::/machine.slice/libpod-{C64}.scope/container\n",
+            {"container_id": C64},
+            id="podman-systemd",
+        ),
+        pytest.param(
+            f"0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{D64}.scope\n",
+            {"container_id": D64},
+            id="podman-rootless",
+        ),
+        pytest.param(f"0::/machine.slice/libpod-conmon-{C64}.scope\n", {}, id="podman-conmon"),
+        pytest.param(f"0::/kubepods/pod{C64}/x\n", {}, id="not-a-pod-uid"),
+    ],
+)
+def test_parse_cgroup_static_pods_and_podman(text: str, found: dict[str, str]) -> None:
+    assert parse_cgroup(text) == found
+
+
+def test_array_task_is_named_as_squeue_shows_it(tmp_path: Path) -> None:
+    env = b"SLURM_JOB_ID=1240\0SLURM_ARRAY_JOB_ID=1234\0SLURM_ARRAY_TASK_ID=7\0SLURM_JOB_USER=bob\0"
+    assert parse_environ(env) == {"job_id": "1234_7", "user": "bob"}
+    assert parse_environ(b"SLURM_JOB_ID=1240\0SLURM_ARRAY_TASK_ID=7\0") == {"job_id": "1240"}
+    d = tmp_path / "9"
+    d.mkdir()
+    (d / "stat").write_text("9 (x) S 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0\n")
+    (d / "cgroup").write_text("0::/system.slice/slurmstepd.scope/job_1240/step_0/user/task_0\n")
+    (d / "environ").write_bytes(env)
+    assert Attributor(tmp_path, passwd=FIXTURES / "attribution-passwd")(9)["job_id"] == "1234_7"
+
+
+def test_a_pod_name_missing_at_first_is_found_later(tmp_path: Path) -> None:
+    uid = "5e6f7a8b-1111-2222-3333-444455556666"
+    d = tmp_path / "proc" / "7"
+    d.mkdir(parents=True)
+    (d / "stat").write_text("7 (x) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 1 0 0\n")
+    (d / "cgroup").write_text(f"0::/kubepods/besteffort/pod{uid}/{C64}\n")
+    pods = tmp_path / "pods"
+    pods.mkdir()
+    os.utime(pods, ns=(0, 0))  # so that adding an entry surely changes its mtime
+    attribute = Attributor(
+        tmp_path / "proc", passwd=FIXTURES / "attribution-passwd", pods_log_dir=pods
+    )
+    assert "pod_name" not in attribute(7)
+    (pods / f"ml_late-pod_{uid}").mkdir()  # the kubelet creates the pod's log directory
+    assert (attribute(7)["namespace"], attribute(7)["pod_name"]) == ("ml", "late-pod")
+
+
+def test_user_names_are_public(tmp_path: Path) -> None:
+    attribute = Attributor(tmp_path, passwd=FIXTURES / "attribution-passwd")
+    assert (attribute.user_name(1000), attribute.user_name(4321)) == ("alice", "4321")
