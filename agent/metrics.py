@@ -99,6 +99,10 @@ class AgentCollector(Collector):
         fb_free = GaugeMetricFamily(
             "DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", labels=GPU_LABELS
         )
+        fb_reserved = GaugeMetricFamily(
+            "DCGM_FI_DEV_FB_RESERVED", "Framebuffer memory reserved (in MiB).", labels=GPU_LABELS
+        )
+        details = getattr(self.agent.gpu, "details", {})
         # dcgm-exporter's energy counter has no _total suffix, which prometheus-client only
         # allows for untyped series: the name stays exact, and rate()/increase() work the same.
         energy = Metric(
@@ -144,8 +148,14 @@ class AgentCollector(Collector):
             for name, _, key, scale in _DCGM_GAUGES:
                 if s.get(key) is not None:
                     gauges[name].add_metric(labels, s[key] * scale)
+            # NVML's memory v2: "used" leaves out what the driver reserves (free = total - both).
+            detail = details.get(s["gpu_uuid"])
+            reserved = getattr(detail, "memory_reserved_bytes", None)
+            if reserved is not None:
+                fb_reserved.add_metric(labels, reserved / MIB)
             if s.get("memory_total_bytes") is not None and s.get("memory_used_bytes") is not None:
-                fb_free.add_metric(labels, (s["memory_total_bytes"] - s["memory_used_bytes"]) / MIB)
+                free = s["memory_total_bytes"] - s["memory_used_bytes"] - (reserved or 0)
+                fb_free.add_metric(labels, free / MIB)
             if s.get("energy_mj") is not None:
                 energy.add_sample(
                     energy.name, dict(zip(GPU_LABELS, labels, strict=True)), s["energy_mj"]
@@ -170,7 +180,7 @@ class AgentCollector(Collector):
                 if p.get("sm_utilization") is not None:
                     proc_sm.add_metric(plabels, p["sm_utilization"] / 100)
         yield from gauges.values()
-        yield from (fb_free, energy, xid, xid_total, ecc, up, proc_mem, proc_sm)
+        yield from (fb_free, fb_reserved, energy, xid, xid_total, ecc, up, proc_mem, proc_sm)
 
     def _host_metrics(self, host: dict[str, Any]) -> Iterator[Metric]:
         for name, doc, key in _HOST_GAUGES:

@@ -1,14 +1,29 @@
-"""A simulated NVML with named, seeded scenarios, shaped like ``pynvml`` so that the real
-collector code runs unchanged on top of it (demos, tests, benchmarks)."""
+"""Simulated GPU nodes with named, seeded scenarios (demos, tests, benchmarks).
+
+A scenario moves a ``SimGpu`` of the simulated driver library (``nvml_driver.py``) as time goes
+on, and ``SimulatedNvml`` answers pynvml's functions from the real nvidia-ml-py binding bound to
+that driver, so the collector runs over the same binding code as on a real node.
+"""
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from types import ModuleType
 from typing import Any
+
+from agent.collectors.nvml_driver import (
+    MIB,
+    PCIE_DELAY_SECONDS,
+    SimGpu,
+    SimProcess,
+    SimulatedDriver,
+    load_binding,
+)
 
 # Each scenario shapes a GPU's utilization, memory, power and clocks; values get seeded noise.
 SCENARIOS = (
@@ -32,75 +47,9 @@ MODELS = {
     "NVIDIA A100-SXM4-80GB": (80 * 1024**3, 400.0, 1410),
 }
 IDLE_POWER_FRACTION = 0.1
-
-
-class NVMLError(Exception):
-    """Mirror of ``pynvml.NVMLError``."""
-
-
-class NVMLError_NotSupported(NVMLError):  # noqa: N801  (pynvml's names)
-    pass
-
-
-class NVMLError_GpuIsLost(NVMLError):  # noqa: N801
-    pass
-
-
-class NVMLError_NotFound(NVMLError):  # noqa: N801
-    pass
-
-
-class NVMLError_Timeout(NVMLError):  # noqa: N801
-    pass
-
-
-@dataclass
-class _Util:
-    gpu: int
-    memory: int
-
-
-@dataclass
-class _Memory:
-    total: int
-    used: int
-    free: int
-
-
-@dataclass
-class _Process:
-    pid: int
-    usedGpuMemory: int  # noqa: N815  (pynvml's field name)
-
-
-@dataclass
-class _ProcessUtil:
-    pid: int
-    timeStamp: int  # noqa: N815  (pynvml's field names)
-    smUtil: int  # noqa: N815
-    memUtil: int  # noqa: N815
-
-
-@dataclass
-class _Event:
-    device: Any
-    eventType: int  # noqa: N815  (pynvml's field names)
-    eventData: int  # noqa: N815
-
-
-@dataclass
-class SimGpu:
-    index: int
-    uuid: str
-    model: str
-    scenario: str
-    rng: random.Random
-    energy_mj: float = 0.0
-    last_t: float | None = None
-    pid: int | None = None
-    unsupported: set[str] = field(default_factory=set)
-    lost: bool = False
-    next_xid_t: float | None = None
+RESERVED_BYTES = 512 * MIB  # what the driver and firmware hold on every GPU
+PROCESS_SAMPLES_KEPT = 8
+STEP_SECONDS = 0.1  # the scenarios move on at most this often, not at every NVML call
 
 
 @dataclass(frozen=True)
@@ -112,17 +61,25 @@ class Owner:
     account: str | None = None
 
 
-class SimulatedNvml:
-    """A fleet node's GPUs, each following a scenario; ``clock`` drives time (epoch seconds)."""
+@dataclass
+class _Scenario:
+    """What drives one simulated GPU: its scenario, noise and counters."""
 
-    NVMLError = NVMLError
-    NVMLError_NotSupported = NVMLError_NotSupported
-    NVMLError_GpuIsLost = NVMLError_GpuIsLost
-    NVMLError_NotFound = NVMLError_NotFound
-    NVMLError_Timeout = NVMLError_Timeout
-    NVML_TEMPERATURE_GPU = 0
-    NVML_CLOCK_SM = 1
-    NVML_CLOCK_MEM = 2
+    gpu: SimGpu
+    scenario: str
+    rng: random.Random
+    pid: int | None
+    energy_mj: float = 0.0
+    last_t: float | None = None
+    next_xid_t: float | None = None
+
+
+class SimulatedNvml:
+    """A fleet node's GPUs, each following a scenario; ``clock`` drives time (epoch seconds).
+
+    Attribute access falls through to the binding, so ``NvmlCollector(SimulatedNvml(...))``
+    calls nvidia-ml-py's own functions over the simulated driver.
+    """
 
     def __init__(
         self,
@@ -133,206 +90,153 @@ class SimulatedNvml:
         model: str = "NVIDIA H100 80GB HBM3",
         owner: Owner | None = None,
         clock: Callable[[], float] = time.time,
+        pcie_delay_s: float = PCIE_DELAY_SECONDS,
+        pids: list[int] | None = None,
     ) -> None:
+        """``pids``: the busy GPUs' process ids (default: made-up ones); ``pcie_delay_s``: how
+        long each PCIe throughput call blocks in the driver, as on real GPUs."""
         unknown = sorted(set(scenarios) - set(SCENARIOS))
         if unknown:
             raise ValueError(f"unknown scenario(s) {unknown}; choose from {list(SCENARIOS)}")
         self.clock = clock
+        self.model = model
         self.owner = owner or Owner(user="sim")
-        self.gpus = [
-            SimGpu(
-                index=i,
-                uuid=f"GPU-{_uuid_part(node, seed, i)}",
-                model=model,
+        total, tdp, _ = MODELS[model]
+        self.scenarios = [
+            _Scenario(
+                gpu=SimGpu(
+                    uuid=f"GPU-{_uuid_part(node, seed, i)}",
+                    name=model,
+                    pci_bus_id=f"00000000:{0x18 + i:02X}:00.0",
+                    memory_total_bytes=total,
+                    memory_reserved_bytes=RESERVED_BYTES,
+                    power_limit_mw=round(tdp * 1000),
+                ),
                 scenario=scenario,
                 rng=random.Random(f"{seed}-{node}-{i}"),
-                pid=None if scenario == "unallocated" else 40_000 + 100 * seed + i,
+                pid=None if scenario == "unallocated" else _pid(pids, seed, i),
             )
             for i, scenario in enumerate(scenarios)
         ]
-        self.initialised = False
-        self._events: list[_Event] = []
+        self._lock = threading.Lock()
+        self._now: float | None = None
+        self.driver = SimulatedDriver(
+            [s.gpu for s in self.scenarios],
+            version="550.54.15-sim",
+            pcie_delay_s=pcie_delay_s,
+            before_call=self._advance,
+        )
+        self.binding: ModuleType = load_binding(self.driver)
 
-    # -- pynvml API -------------------------------------------------------------------------
-    def nvmlInit(self) -> None:  # noqa: N802
-        self.initialised = True
-
-    def nvmlSystemGetDriverVersion(self) -> str:  # noqa: N802
-        return "550.54.15-sim"
-
-    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
-        return len(self.gpus)
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> SimGpu:  # noqa: N802
-        return self.gpus[index]
-
-    def nvmlDeviceGetUUID(self, h: SimGpu) -> str:  # noqa: N802
-        self._check(h, "uuid")
-        return h.uuid
-
-    def nvmlDeviceGetName(self, h: SimGpu) -> str:  # noqa: N802
-        self._check(h, "name")
-        return h.model
-
-    def nvmlDeviceGetUtilizationRates(self, h: SimGpu) -> _Util:  # noqa: N802
-        self._check(h, "utilization")
-        util = self._utilization(h, self.clock())
-        return _Util(gpu=round(util), memory=round(util * 0.6))
-
-    def nvmlDeviceGetMemoryInfo(self, h: SimGpu) -> _Memory:  # noqa: N802
-        self._check(h, "memory")
-        total = MODELS[h.model][0]
-        used = self._memory_used(h)
-        return _Memory(total=total, used=used, free=total - used)
-
-    def nvmlDeviceGetPowerUsage(self, h: SimGpu) -> int:  # noqa: N802
-        self._check(h, "power")
-        return round(self._power_watts(h, self.clock()) * 1000)
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, h: SimGpu) -> int:  # noqa: N802
-        self._check(h, "power_limit")
-        return round(MODELS[h.model][1] * 1000)
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, h: SimGpu) -> int:  # noqa: N802
-        self._check(h, "energy")
-        now = self.clock()
-        if h.last_t is not None and now > h.last_t:
-            # Integrate power over the elapsed time so the counter behaves like the real one.
-            h.energy_mj += self._power_watts(h, now) * (now - h.last_t) * 1000
-        h.last_t = now
-        return int(h.energy_mj)
-
-    def nvmlDeviceGetTemperature(self, h: SimGpu, _sensor: int) -> int:  # noqa: N802
-        self._check(h, "temperature")
-        if h.scenario == "throttling":
-            return 89
-        return round(32 + 45 * self._power_watts(h, self.clock()) / MODELS[h.model][1])
-
-    def nvmlDeviceGetClockInfo(self, h: SimGpu, clock_type: int) -> int:  # noqa: N802
-        self._check(h, "clock")
-        if clock_type == self.NVML_CLOCK_MEM:
-            return 2619
-        if h.scenario == "throttling":
-            return int(MODELS[h.model][2] * 0.55)
-        return MODELS[h.model][2] if h.scenario in BUSY_SCENARIOS else 345
-
-    def nvmlDeviceGetComputeRunningProcesses(self, h: SimGpu) -> list[_Process]:  # noqa: N802
-        self._check(h, "processes")
-        return [] if h.pid is None else [_Process(pid=h.pid, usedGpuMemory=self._memory_used(h))]
-
-    def nvmlDeviceGetProcessUtilization(  # noqa: N802
-        self, h: SimGpu, last_seen_us: int
-    ) -> list[_ProcessUtil]:
-        self._check(h, "process_utilization")
-        now = self.clock()
-        now_us = int(now * 1_000_000)
-        if h.pid is None or now_us <= last_seen_us:
-            raise NVMLError_NotFound("Not Found")
-        util = round(self._utilization(h, now))
-        return [_ProcessUtil(pid=h.pid, timeStamp=now_us, smUtil=util, memUtil=round(util * 0.6))]
-
-    def nvmlDeviceGetPcieThroughput(self, h: SimGpu, counter: int) -> int:  # noqa: N802
-        """KB/s; counter 0 is TX, 1 is RX. Starved GPUs wait on host-to-device copies."""
-        self._check(h, "pcie")
-        util = self._utilization(h, self.clock())
-        rx = 2_000_000 if h.scenario == "data_starved" else 20_000 * util
-        return round(rx if counter == 1 else rx / 8)
-
-    def nvmlDeviceGetCurrentClocksEventReasons(self, h: SimGpu) -> int:  # noqa: N802
-        self._check(h, "clock_event_reasons")
-        if h.scenario == "throttling":
-            return THROTTLE_REASONS
-        return 0 if h.scenario in BUSY_SCENARIOS else GPU_IDLE_REASON
-
-    def nvmlDeviceGetTotalEccErrors(self, h: SimGpu, _error: int, _counter: int) -> int:  # noqa: N802
-        self._check(h, "ecc")
-        return 2 if h.scenario == "xid" else 0
-
-    def nvmlDeviceGetMigMode(self, h: SimGpu) -> list[int]:  # noqa: N802
-        self._check(h, "mig")
-        return [0, 0]
-
-    def nvmlEventSetCreate(self) -> list[_Event]:  # noqa: N802
-        return self._events
-
-    def nvmlDeviceGetSupportedEventTypes(self, h: SimGpu) -> int:  # noqa: N802
-        self._check(h, "events")
-        return 0x8 | 0x2  # XID critical errors, double-bit ECC
-
-    def nvmlDeviceRegisterEvents(  # noqa: N802
-        self, h: SimGpu, _types: int, _event_set: list[_Event]
-    ) -> None:
-        self._check(h, "events")
-
-    def nvmlEventSetWait(self, _event_set: list[_Event], _timeout_ms: int) -> _Event:  # noqa: N802
-        now = self.clock()
-        for g in self.gpus:
-            if g.scenario != "xid":
-                continue
-            if g.next_xid_t is None:
-                g.next_xid_t = now + g.rng.uniform(0, XID_PERIOD_SECONDS)
-            if now >= g.next_xid_t:
-                g.next_xid_t = now + g.rng.uniform(0.5, 1.5) * XID_PERIOD_SECONDS
-                self._events.append(_Event(g, 0x8, g.rng.choice(XID_CODES)))
-        if not self._events:
-            raise NVMLError_Timeout("Timeout")
-        return self._events.pop(0)
+    def __getattr__(self, name: str) -> Any:
+        if name == "binding":  # not set yet: no recursion
+            raise AttributeError(name)
+        value = getattr(self.binding, name)
+        setattr(self, name, value)  # found directly from now on
+        return value
 
     # -- simulation -------------------------------------------------------------------------
     def continue_energy(self, uuid: str, energy_mj: int, *, at: float) -> None:
         """Go on from a counter reading taken at ``at`` (epoch seconds) instead of from 0."""
-        for g in self.gpus:
-            if g.uuid == uuid:
-                g.energy_mj, g.last_t = float(energy_mj), at
+        with self._lock:
+            for s in self.scenarios:
+                if s.gpu.uuid == uuid:
+                    s.energy_mj, s.last_t = float(energy_mj), at
+                    s.gpu.energy_mj = int(energy_mj)
 
     def owner_of(self, pid: int) -> Owner | None:
         """The simulated owner of a simulated process."""
-        return self.owner if any(g.pid == pid for g in self.gpus) else None
+        return self.owner if any(s.pid == pid for s in self.scenarios) else None
 
     def host_iowait(self) -> float:
         """The node's I/O wait ratio: high when any GPU is starved for data."""
-        starved = any(g.scenario == "data_starved" for g in self.gpus)
-        rng = self.gpus[0].rng if self.gpus else random.Random(0)
+        starved = any(s.scenario == "data_starved" for s in self.scenarios)
+        rng = self.scenarios[0].rng if self.scenarios else random.Random(0)
         return min(1.0, (0.35 if starved else 0.02) + rng.uniform(0, 0.05))
 
-    def _check(self, h: SimGpu, fn: str) -> None:
-        if h.lost:
-            raise NVMLError_GpuIsLost("GPU is lost")
-        if fn in h.unsupported:
-            raise NVMLError_NotSupported("Not Supported")
+    def _advance(self) -> None:
+        """Move every GPU to ``clock()``; the driver calls this before each symbol."""
+        now = self.clock()
+        if self._now is not None and abs(now - self._now) < STEP_SECONDS:
+            return
+        with self._lock:
+            if self._now is not None and abs(now - self._now) < STEP_SECONDS:
+                return
+            self._now = now
+            for s in self.scenarios:
+                self._step(s, now)
 
-    def _utilization(self, h: SimGpu, t: float) -> float:
-        noise = h.rng.uniform(-3, 3)
-        if h.scenario in ("training", "xid"):
+    def _step(self, s: _Scenario, now: float) -> None:
+        g, (total, tdp, max_clock) = s.gpu, MODELS[self.model]
+        util = self._utilization(s, now)
+        power = self._power_watts(s, util)
+        if s.last_t is not None and now > s.last_t:
+            # Integrate power over the elapsed time so the counter behaves like the real one.
+            s.energy_mj += power * (now - s.last_t) * 1000
+        s.last_t = now
+        busy = s.scenario in BUSY_SCENARIOS
+        used = int(total * _MEMORY_FRACTION.get(s.scenario, 0.0))
+        g.utilization_gpu, g.utilization_memory = round(util), round(util * 0.6)
+        g.memory_used_bytes = used
+        g.power_mw, g.energy_mj = round(power * 1000), int(s.energy_mj)
+        g.temperature_c = 89 if s.scenario == "throttling" else round(32 + 45 * power / tdp)
+        if s.scenario == "throttling":
+            g.sm_clock_mhz, g.clock_event_reasons = int(max_clock * 0.55), THROTTLE_REASONS
+        else:
+            g.sm_clock_mhz = max_clock if busy else 345
+            g.clock_event_reasons = 0 if busy else GPU_IDLE_REASON
+        # KB/s. Starved GPUs wait on host-to-device copies.
+        rx = 2_000_000 if s.scenario == "data_starved" else 20_000 * util
+        g.pcie_rx_kb, g.pcie_tx_kb = round(rx), round(rx / 8)
+        g.ecc_uncorrected = 2 if s.scenario == "xid" else 0
+        if s.pid is not None:
+            g.processes = [SimProcess(pid=s.pid, used_memory_bytes=used)]
+            now_us = int(now * 1_000_000)
+            g.process_samples = [*g.process_samples, (s.pid, now_us, round(util))][
+                -PROCESS_SAMPLES_KEPT:
+            ]
+        if s.scenario == "xid":
+            if s.next_xid_t is None:
+                s.next_xid_t = now + s.rng.uniform(0, XID_PERIOD_SECONDS)
+            if now >= s.next_xid_t:
+                s.next_xid_t = now + s.rng.uniform(0.5, 1.5) * XID_PERIOD_SECONDS
+                self.driver.raise_event(self.scenarios.index(s), s.rng.choice(XID_CODES))
+
+    def _utilization(self, s: _Scenario, t: float) -> float:
+        noise = s.rng.uniform(-3, 3)
+        if s.scenario in ("training", "xid"):
             return _clamp(95 + noise)
-        if h.scenario == "throttling":
+        if s.scenario == "throttling":
             return _clamp(88 + noise)
-        if h.scenario == "data_starved":
+        if s.scenario == "data_starved":
             # Saw-tooth between about 20 and 50 %: the GPU races through a batch, then waits.
             phase = (t % 30) / 30
             return _clamp(20 + 30 * phase + noise)
         return 0.0
 
-    def _memory_used(self, h: SimGpu) -> int:
-        total = MODELS[h.model][0]
-        fraction = {
-            "training": 0.85,
-            "allocated_idle": 0.4,
-            "data_starved": 0.6,
-            "energy_waste": 0.3,
-            "throttling": 0.8,
-            "xid": 0.7,
-        }
-        return int(total * fraction.get(h.scenario, 0.0)) + 512 * 1024**2
-
-    def _power_watts(self, h: SimGpu, t: float) -> float:
-        tdp = MODELS[h.model][1]
-        if h.scenario == "energy_waste":
+    def _power_watts(self, s: _Scenario, util: float) -> float:
+        tdp = MODELS[self.model][1]
+        if s.scenario == "energy_waste":
             return tdp * 0.55
-        if h.scenario == "throttling":
-            return tdp * 0.98 + h.rng.uniform(-2, 2)
-        util = self._utilization(h, t)
-        return tdp * (IDLE_POWER_FRACTION + 0.85 * util / 100) + h.rng.uniform(-2, 2)
+        if s.scenario == "throttling":
+            return tdp * 0.98 + s.rng.uniform(-2, 2)
+        return tdp * (IDLE_POWER_FRACTION + 0.85 * util / 100) + s.rng.uniform(-2, 2)
+
+
+_MEMORY_FRACTION = {
+    "training": 0.85,
+    "allocated_idle": 0.4,
+    "data_starved": 0.6,
+    "energy_waste": 0.3,
+    "throttling": 0.8,
+    "xid": 0.7,
+}
+
+
+def _pid(pids: list[int] | None, seed: int, index: int) -> int:
+    if pids:
+        return pids[index % len(pids)]
+    return 20_000 + 100 * seed + index  # below 32768, the smallest default pid_max
 
 
 def _clamp(value: float) -> float:
