@@ -21,6 +21,9 @@ Name = Annotated[
     str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")
 ]
 ShortText = Annotated[str, Field(max_length=255)]
+# "lost": fell off the bus; "error": a reading failed (no permission, unknown error);
+# "reset_required": the GPU needs a reset; "driver_mismatch": the kernel module and library differ.
+GpuStatus = Literal["ok", "lost", "error", "reset_required", "driver_mismatch"]
 MAX_PID = 2**32 - 1  # any 32-bit unsigned pid (stored as BIGINT)
 
 
@@ -41,6 +44,7 @@ class NodeIdentity(_Wire):
 
 
 class MigInstance(_Wire):
+    uuid: Annotated[str, Field(max_length=100)] | None = None  # MIG-<uuid>
     gi_id: NonNegInt | None = None
     ci_id: NonNegInt | None = None
     profile: ShortText | None = None
@@ -55,7 +59,7 @@ class GpuInfo(_Wire):
     memory_total_bytes: NonNegInt | None = None
     mig_mode: bool | None = None
     mig_instances: list[MigInstance] | None = None
-    status: Literal["ok", "lost"] = "ok"
+    status: GpuStatus = "ok"
 
 
 class ProcessOwner(_Wire):
@@ -84,16 +88,20 @@ class ProcessSample(_Wire):
     used_memory_bytes: NonNegInt | None = None
     sm_utilization: Percent | None = None
     owner: ProcessOwner = Field(default_factory=ProcessOwner)
+    # On a MIG GPU: the GPU instance and compute instance the process runs on.
+    gpu_instance_id: NonNegInt | None = None
+    compute_instance_id: NonNegInt | None = None
 
 
 class GpuSampleIn(_Wire):
     gpu_uuid: Annotated[str, Field(min_length=1, max_length=100)]
     ts: AwareDatetime
-    status: Literal["ok", "lost"] = "ok"
+    status: GpuStatus = "ok"
     utilization_gpu: Percent | None = None
     utilization_memory: Percent | None = None
     memory_used_bytes: NonNegInt | None = None
     memory_total_bytes: NonNegInt | None = None
+    memory_reserved_bytes: NonNegInt | None = None  # the driver's own, not in memory_used_bytes
     power_watts: NonNegFloat | None = None
     power_limit_watts: NonNegFloat | None = None
     energy_mj: NonNegInt | None = None

@@ -185,7 +185,7 @@ def _ingest_pg(session: Session, *, state: NodeState, batch: IngestBatch) -> Ing
             o = p.owner
             processes.append((gpu_id, s.ts, p.pid, p.used_memory_bytes, p.sm_utilization, o.user,
                               o.pod_uid, o.pod_name, o.namespace, o.container_id, o.job_id,
-                              o.account))  # fmt: skip
+                              o.account, p.gpu_instance_id, p.compute_instance_id))  # fmt: skip
     hosts = [
         (state.node_id, *(getattr(h, c) for c in repository.HOST_COLUMNS[1:]))
         for h in batch.host_samples
@@ -247,6 +247,8 @@ def _ingest_orm(session: Session, *, token: NodeToken, batch: IngestBatch) -> In
                 "pid": p.pid,
                 "used_memory_bytes": p.used_memory_bytes,
                 "sm_utilization": p.sm_utilization,
+                "gpu_instance_id": p.gpu_instance_id,
+                "compute_instance_id": p.compute_instance_id,
                 **p.owner.model_dump(),
             }
             for p in s.processes or []

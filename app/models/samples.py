@@ -44,6 +44,7 @@ class GpuSample(Base):
     alloc_pod: Mapped[str | None] = mapped_column(String(255))
     alloc_namespace: Mapped[str | None] = mapped_column(String(255))
     alloc_container: Mapped[str | None] = mapped_column(String(255))
+    memory_reserved_bytes: Mapped[int | None] = mapped_column(BigInteger)  # not in memory_used
 
 
 class GpuProcessSample(Base):
@@ -62,6 +63,8 @@ class GpuProcessSample(Base):
     container_id: Mapped[str | None] = mapped_column(String(100))
     job_id: Mapped[str | None] = mapped_column(String(100))
     account: Mapped[str | None] = mapped_column(String(100))
+    gpu_instance_id: Mapped[int | None] = mapped_column(Integer)  # MIG: where it runs
+    compute_instance_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class HostSample(Base):

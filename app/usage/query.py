@@ -151,7 +151,7 @@ def gpus_by_state(session: Session, *, now: datetime | None = None) -> dict[str,
         .scalar_subquery()
     )
     state = case(
-        (Gpu.status == "lost", "lost"),
+        (Gpu.status != "ok", "lost"),  # lost, error, reset_required, driver_mismatch
         (Gpu.last_seen.is_(None), "stale"),
         (Gpu.last_seen < now - STALE_AFTER, "stale"),
         (last_util.is_(None), "unknown"),

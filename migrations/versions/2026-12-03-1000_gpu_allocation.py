@@ -1,4 +1,5 @@
-"""gpu samples: who holds the GPU (job or pod) even with no process; 32-bit unsigned pids
+"""gpu samples: who holds the GPU (job or pod) even with no process, reserved memory; process
+samples: 32-bit unsigned pids, the MIG instance a process runs on
 
 Revision ID: 0006
 Revises: 0005
@@ -26,15 +27,21 @@ def upgrade() -> None:
     with op.batch_alter_table("gpu_samples", schema=None) as batch_op:
         for name, length in ALLOCATION:
             batch_op.add_column(sa.Column(name, sa.String(length=length), nullable=True))
+        batch_op.add_column(sa.Column("memory_reserved_bytes", sa.BigInteger(), nullable=True))
     with op.batch_alter_table("gpu_process_samples", schema=None) as batch_op:
         batch_op.alter_column("pid", existing_type=sa.Integer(), type_=sa.BigInteger(),
                               existing_nullable=False)  # fmt: skip
+        batch_op.add_column(sa.Column("gpu_instance_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("compute_instance_id", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("gpu_process_samples", schema=None) as batch_op:
+        batch_op.drop_column("compute_instance_id")
+        batch_op.drop_column("gpu_instance_id")
         batch_op.alter_column("pid", existing_type=sa.BigInteger(), type_=sa.Integer(),
                               existing_nullable=False)  # fmt: skip
     with op.batch_alter_table("gpu_samples", schema=None) as batch_op:
+        batch_op.drop_column("memory_reserved_bytes")
         for name, _ in reversed(ALLOCATION):
             batch_op.drop_column(name)
