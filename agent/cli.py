@@ -19,7 +19,13 @@ from agent.collectors.allocation import GPUSTAT_DIR, POD_RESOURCES_SOCKET, Alloc
 from agent.collectors.attribution import Attributor
 from agent.collectors.host import HostCollector
 from agent.collectors.nvml import NvmlCollector
-from agent.collectors.simulator import SCENARIOS, Owner, SimulatedHost, SimulatedNvml
+from agent.collectors.simulator import (
+    SCENARIOS,
+    Owner,
+    SimulatedAllocations,
+    SimulatedHost,
+    SimulatedNvml,
+)
 from agent.config import (
     CONFIG_FILE,
     METRICS_PORT,
@@ -245,7 +251,9 @@ def make_agent(settings: AgentSettings, *, clock: Any = None) -> Agent:
             **({"clock": clock} if clock is not None else {}),
         )
         host = SimulatedHost(sim)
-        return Agent(settings, NvmlCollector(sim), host, attribute=host.attribute)
+        held = SimulatedAllocations(sim) if settings.allocation else None
+        return Agent(settings, NvmlCollector(sim), host, attribute=host.attribute,
+                     allocations=held)  # fmt: skip
     attribute = Attributor(settings.proc_root)
     allocations = None
     if settings.allocation:

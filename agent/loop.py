@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent import __version__
-from agent.collectors.allocation import AllocationCollector, allocation_for
+from agent.collectors.allocation import HolderSource, allocation_for
 from agent.collectors.host import HostCollector
 from agent.collectors.nvml import NvmlCollector, NvmlUnavailable
 from agent.config import AgentSettings
@@ -36,7 +36,7 @@ class Agent:
         host: HostCollector | Any,
         *,
         attribute: Attributor = no_owner,
-        allocations: AllocationCollector | None = None,
+        allocations: HolderSource | None = None,
         outbox: Outbox | None = None,
     ) -> None:
         self.settings = settings

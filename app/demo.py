@@ -47,7 +47,7 @@ FLEET = (
     DemoNode(
         "demo-idle-01",
         "nlp",
-        ("allocated_idle", "allocated_idle", "unallocated", "unallocated"),
+        ("allocated_idle", "reserved", "unallocated", "unallocated"),
         "p4d.24xlarge",
     ),
     DemoNode("demo-starved-01", "research", ("data_starved",) * 4, "p4d.24xlarge"),

@@ -33,7 +33,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent.collectors.attribution import environ_vars, slurm_job_id
 
@@ -60,6 +60,13 @@ _SLURM_ENV = (
 _NO_ENV: dict[str, str] = {}
 
 Holders = dict[str, dict[str, str]]
+
+
+class HolderSource(Protocol):
+    """What the agent loop asks each cycle: device key → holder (``AllocationCollector``, or a
+    simulated node's)."""
+
+    def collect(self, monotonic: float) -> Holders: ...
 
 
 def parse_gpu_list(text: str) -> list[str]:

@@ -29,12 +29,15 @@ from agent.collectors.nvml_driver import (
 SCENARIOS = (
     "training",
     "allocated_idle",
+    "reserved",
     "unallocated",
     "data_starved",
     "energy_waste",
     "throttling",
     "xid",
 )
+# "reserved": a job holds the GPU and runs nothing on it (the costliest waste, no process to see).
+NO_PROCESS = ("reserved", "unallocated")
 BUSY_SCENARIOS = ("training", "data_starved", "energy_waste", "throttling", "xid")
 # Clock-event reason bits (nvml.h): SW power cap, HW slowdown, SW and HW thermal slowdown.
 THROTTLE_REASONS = 0x4 | 0x8 | 0x20 | 0x40
@@ -114,7 +117,7 @@ class SimulatedNvml:
                 ),
                 scenario=scenario,
                 rng=random.Random(f"{seed}-{node}-{i}"),
-                pid=None if scenario == "unallocated" else _pid(pids, seed, i),
+                pid=None if scenario in NO_PROCESS else _pid(pids, seed, i),
             )
             for i, scenario in enumerate(scenarios)
         ]
@@ -147,6 +150,14 @@ class SimulatedNvml:
     def owner_of(self, pid: int) -> Owner | None:
         """The simulated owner of a simulated process."""
         return self.owner if any(s.pid == pid for s in self.scenarios) else None
+
+    def holders(self) -> dict[str, dict[str, str]]:
+        """Who holds each GPU, by UUID: the node's job on every GPU but the unallocated ones."""
+        o = self.owner
+        holder = {"user": o.user, "job_id": o.job_id, "namespace": o.namespace,
+                  "pod": o.pod_name, "account": o.account}  # fmt: skip
+        held = {k: v for k, v in holder.items() if v}
+        return {s.gpu.uuid: dict(held) for s in self.scenarios if s.scenario != "unallocated"}
 
     def host_iowait(self) -> float:
         """The node's I/O wait ratio: high when any GPU is starved for data."""
@@ -278,3 +289,13 @@ class SimulatedHost:
         if owner is None:
             return {}
         return {k: v for k, v in vars(owner).items() if v is not None}
+
+
+class SimulatedAllocations:
+    """The allocation source of a simulated node (``AllocationCollector``'s ``collect``)."""
+
+    def __init__(self, sim: SimulatedNvml) -> None:
+        self.sim = sim
+
+    def collect(self, monotonic: float) -> dict[str, dict[str, str]]:
+        return self.sim.holders()

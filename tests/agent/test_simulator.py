@@ -35,6 +35,7 @@ def test_seeded_runs_repeat() -> None:
     [
         ("training", 85, 100, True),
         ("allocated_idle", 0, 0, True),
+        ("reserved", 0, 0, False),
         ("unallocated", 0, 0, False),
         ("data_starved", 15, 55, True),
         ("energy_waste", 0, 0, True),
@@ -70,3 +71,21 @@ def test_xid_scenario_raises_xid_events() -> None:
 def test_unknown_scenario_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown scenario"):
         SimulatedNvml(["nope"])
+
+
+def test_a_simulated_node_reports_who_holds_each_gpu() -> None:
+    """Every GPU but the unallocated one is held by the node's job, "reserved" with no process."""
+    from agent.cli import make_agent
+    from agent.config import AgentSettings
+
+    t = [datetime(2026, 11, 1, tzinfo=UTC).timestamp()]
+    scenarios = ["training", "reserved", "unallocated"]
+    settings = AgentSettings(node_name="sim-1", simulate=3, scenarios=scenarios,
+                             labels={"team": "ml"})  # fmt: skip
+    agent = make_agent(settings, clock=lambda: t[0])
+    t[0] += 10
+    _, samples, _ = agent.collect_once(datetime.fromtimestamp(t[0], UTC), t[0])
+    holders = [s.get("allocation") for s in samples]
+    assert holders[0] == holders[1] == {"user": "mlops", "job_id": "job-sim-1", "namespace": "ml"}
+    assert holders[2] is None
+    assert samples[1]["processes"] == []
