@@ -1,9 +1,10 @@
 """Ship batches to the backend: gzip JSON over HTTP(S), retry with backoff and full jitter.
 
 Collection never waits on the network: the loop puts batches in an outbox (``agent.spool`` on
-disk, ``MemoryOutbox`` for demos) and a sender thread drains it. Only a 2xx removes a batch;
-5xx, 429 and connection errors are retried (honouring Retry-After); any other 4xx is logged and
-parked, never retried forever. ``batch_id`` travels as the Idempotency-Key.
+disk, ``MemoryOutbox`` for demos) and a sender thread drains it. A batch is encoded once, when it
+is put, and its bytes are sent as they are, on every try. Only a 2xx removes a batch; 5xx, 429
+and connection errors are retried (honouring Retry-After); any other 4xx is logged and parked,
+never retried forever. ``batch_id`` travels as the Idempotency-Key.
 """
 
 from __future__ import annotations
@@ -26,13 +27,34 @@ log = logging.getLogger(__name__)
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 300.0
 REQUEST_TIMEOUT_SECONDS = 30.0
+GZIP_LEVEL = 5
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """One batch as it goes on the wire: the gzip JSON body and its ``batch_id``."""
+
+    batch_id: str
+    body: bytes
+
+
+def batch_key(batch: dict[str, Any]) -> str:
+    """The batch's idempotency key, as the Idempotency-Key header carries it."""
+    return str(batch.get("batch_id", ""))
+
+
+def encode_batch(batch: dict[str, Any]) -> EncodedBatch:
+    """The request body for ``batch``: compact JSON, gzip (mtime 0, so the same batch gives the
+    same bytes)."""
+    body = json.dumps(batch, separators=(",", ":")).encode()
+    return EncodedBatch(batch_key(batch), gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0))
 
 
 class Outbox(Protocol):
-    """Where batches wait to be sent, oldest first."""
+    """Where batches wait to be sent, oldest first; ``put`` encodes, ``peek`` gives the bytes."""
 
     def put(self, batch: dict[str, Any]) -> None: ...
-    def peek(self) -> dict[str, Any] | None: ...
+    def peek(self) -> EncodedBatch | None: ...
     def ack(self) -> None: ...
     def park(self) -> None: ...
     def __len__(self) -> int: ...
@@ -45,17 +67,18 @@ class MemoryOutbox:
     max_batches: int = 1000
     dropped: int = 0
     parked: int = 0
-    _items: collections.deque[dict[str, Any]] = field(default_factory=collections.deque)
+    _items: collections.deque[EncodedBatch] = field(default_factory=collections.deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put(self, batch: dict[str, Any]) -> None:
+        encoded = encode_batch(batch)
         with self._lock:
             if len(self._items) >= self.max_batches:
                 self._items.popleft()
                 self.dropped += 1
-            self._items.append(batch)
+            self._items.append(encoded)
 
-    def peek(self) -> dict[str, Any] | None:
+    def peek(self) -> EncodedBatch | None:
         with self._lock:
             return self._items[0] if self._items else None
 
@@ -104,16 +127,20 @@ class Pusher:
         self.parked = 0
 
     def send(self, batch: dict[str, Any]) -> SendResult:
-        body = gzip.compress(json.dumps(batch, separators=(",", ":")).encode(), compresslevel=5)
+        """Encode and POST one batch (for callers that keep no outbox)."""
+        return self.post(encode_batch(batch))
+
+    def post(self, encoded: EncodedBatch) -> SendResult:
+        """POST an encoded batch's bytes as they are."""
         request = urllib.request.Request(  # noqa: S310  (the URL is the operator's --server)
             self.url,
-            data=body,
+            data=encoded.body,
             method="POST",
             headers={
                 "Content-Type": "application/json",
                 "Content-Encoding": "gzip",
                 "Authorization": f"Bearer {self._token}",
-                "Idempotency-Key": str(batch.get("batch_id", "")),
+                "Idempotency-Key": encoded.batch_id,
             },
         )
         try:
@@ -167,45 +194,51 @@ class Sender(threading.Thread):
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self._rng = random.Random(seed)
+        self._attempt = 0
 
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
 
+    def send_next(self) -> float | None:
+        """Offer the oldest batch once: None when there is none, else seconds to wait before
+        the next try (0 after a delivery or a refusal)."""
+        encoded = self.outbox.peek()
+        if encoded is None:
+            return None
+        result = self.pusher.post(encoded)
+        if result.ok:
+            self.outbox.ack()
+            self._attempt = 0
+            return 0.0
+        if not result.retry:
+            self.pusher.parked += 1
+            log.error(
+                "server refused batch %s with %s, parked, not retrying: %s",
+                encoded.batch_id,
+                result.status,
+                result.message,
+            )
+            self.outbox.park()
+            self._attempt = 0
+            return 0.0
+        delay = (
+            result.retry_after
+            if result.retry_after is not None
+            else full_jitter(self._attempt, self._rng)
+        )
+        self._attempt += 1
+        log.warning("send failed (%s %s); retrying in %.1fs", result.status, result.message, delay)
+        return delay
+
     def run(self) -> None:
-        attempt = 0
         while not self.stopping.is_set():
-            batch = self.outbox.peek()
-            if batch is None:
+            delay = self.send_next()
+            if delay is None:
                 self.wake.wait(1.0)
                 self.wake.clear()
-                continue
-            result = self.pusher.send(batch)
-            if result.ok:
-                self.outbox.ack()
-                attempt = 0
-                continue
-            if not result.retry:
-                self.pusher.parked += 1
-                log.error(
-                    "server refused batch %s with %s, parked, not retrying: %s",
-                    batch.get("batch_id"),
-                    result.status,
-                    result.message,
-                )
-                self.outbox.park()
-                attempt = 0
-                continue
-            delay = (
-                result.retry_after
-                if result.retry_after is not None
-                else full_jitter(attempt, self._rng)
-            )
-            attempt += 1
-            log.warning(
-                "send failed (%s %s); retrying in %.1fs", result.status, result.message, delay
-            )
-            self.stopping.wait(delay)
+            elif delay > 0:
+                self.stopping.wait(delay)
 
     def flush(self, timeout: float) -> bool:
         """Wait until the outbox is empty (for ``--once`` and shutdown); False on timeout."""

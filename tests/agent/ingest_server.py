@@ -1,4 +1,4 @@
-"""A tiny local ingest server that records what agents send (batch ids, samples, headers)."""
+"""A tiny local ingest server that records what agents send (bodies, batches, headers)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ class IngestServer:
     def __init__(self, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self.status = status
         self.headers = headers or {}
+        self.bodies: list[bytes] = []  # each request's body as it came, whatever the answer
         self.batches: list[dict[str, Any]] = []
         self.requests: list[dict[str, str]] = []
         self.lock = threading.Lock()
@@ -25,6 +26,7 @@ class IngestServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with outer.lock:
                     outer.requests.append(dict(self.headers))
+                    outer.bodies.append(body)
                     status = outer.status
                     if status == 200:
                         if self.headers.get("Content-Encoding") == "gzip":

@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
 
 from agent.payload import build_batch
-from agent.pusher import MemoryOutbox, Pusher, Sender, _retry_after, full_jitter
+from agent.pusher import MemoryOutbox, Pusher, Sender, _retry_after, encode_batch, full_jitter
 from agent.spool import SEGMENT_SUFFIX, DiskSpool
 from tests.agent.ingest_server import IngestServer
 
@@ -29,9 +30,9 @@ def _batch(n: int) -> dict:
 
 
 def _first(spool: DiskSpool) -> str:
-    batch = spool.peek()
-    assert batch is not None
-    return str(batch["batch_id"])
+    encoded = spool.peek()
+    assert encoded is not None
+    return encoded.batch_id
 
 
 def _wait(predicate, tries: int = 200, step: float = 0.05) -> bool:
@@ -51,7 +52,7 @@ class TestDiskSpool:
         assert len(list(tmp_path.glob("*" + SEGMENT_SUFFIX))) == 3
         first = spool.peek()
         assert first is not None
-        assert first["batch_id"] == "b0"
+        assert first.batch_id == "b0"
         assert spool.peek() == first  # peeking does not consume
         spool.ack()
         assert next(p.name for p in sorted(tmp_path.glob("*" + SEGMENT_SUFFIX))).startswith(
@@ -75,12 +76,17 @@ class TestDiskSpool:
 
     def test_segments_are_gzip_json(self, tmp_path: Path) -> None:
         spool = DiskSpool(tmp_path)
-        spool.put(_batch(7))
+        batch = _batch(7)
+        spool.put(batch)
         (segment,) = tmp_path.glob("*" + SEGMENT_SUFFIX)
-        assert json.loads(gzip.decompress(segment.read_bytes()))["batch_id"] == "b7"
+        body = segment.read_bytes()
+        assert json.loads(gzip.decompress(body))["batch_id"] == "b7"
+        # The name carries the order, a CRC-32 of the bytes and the batch id.
+        assert segment.name == f"{1:016d}.{zlib.crc32(body):08x}.b7{SEGMENT_SUFFIX}"
+        assert body == encode_batch(batch).body
 
     def test_full_spool_drops_the_oldest_and_counts(self, tmp_path: Path) -> None:
-        one = len(gzip.compress(json.dumps(_batch(0), separators=(",", ":")).encode(), 5))
+        one = len(encode_batch(_batch(0)).body)
         spool = DiskSpool(tmp_path, max_bytes=one * 3 + 10)
         for n in range(5):
             spool.put(_batch(n))
@@ -201,9 +207,10 @@ def _start(server: str, spool: Path, log, *extra: str) -> subprocess.Popen[bytes
 
 
 def _spooled_ids(spool: Path) -> set[str]:
+    # Not the ``.tmp-*`` file of a write in progress: it is renamed under our feet.
     return {
         json.loads(gzip.decompress(p.read_bytes()))["batch_id"]
-        for p in spool.glob("*" + SEGMENT_SUFFIX)
+        for p in spool.glob("[0-9]*" + SEGMENT_SUFFIX)
     }
 
 
