@@ -28,6 +28,7 @@ from agent.collectors.simulator import (
 )
 from agent.config import (
     CONFIG_FILE,
+    HOSTNAME_LABELS,
     METRICS_PORT,
     OPTIONAL_PATHS,
     SPOOL_DIR,
@@ -124,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument(
         "--metrics-address", metavar="ADDR", help="address /metrics listens on (default 0.0.0.0)"
     )
+    metrics.add_argument(
+        "--hostname-label",
+        choices=HOSTNAME_LABELS,
+        help="name of the node's label on GPU series: dcgm-exporter's 'Hostname' (default), or "
+        "'hostname' as dcgm-exporter names it since its rename",
+    )
     held = p.add_argument_group(
         "allocation (who holds each GPU, process or not: Slurm job, Kubernetes pod)"
     )
@@ -198,6 +205,7 @@ _FLAG_FIELDS = (
     "spool_max_bytes",
     "metrics_port",
     "metrics_address",
+    "hostname_label",
 )
 
 
@@ -231,6 +239,8 @@ def settings_from_args(
         s.allocation = False
     if s.interval <= 0:
         raise ValueError("--interval must be positive")
+    if s.hostname_label not in HOSTNAME_LABELS:
+        raise ValueError(f"hostname-label must be one of {', '.join(HOSTNAME_LABELS)}")
     return s
 
 

@@ -21,6 +21,9 @@ METRICS_PORT = 9400  # dcgm-exporter's port, so existing scrape configs find us
 SPOOL_DIR = Path("/var/lib/gpuledger-agent/spool")
 SPOOL_MAX_BYTES = 256 * 1024**2
 CONFIG_FILE = Path("/etc/gpuledger/agent.toml")
+# The host label of /metrics: dcgm-exporter's "Hostname", or "hostname" as it names it since
+# its rename (NVIDIA/dcgm-exporter#655).
+HOSTNAME_LABELS = ("Hostname", "hostname")
 
 
 @dataclass
@@ -47,6 +50,7 @@ class AgentSettings:
     spool_max_bytes: int = SPOOL_MAX_BYTES
     metrics_port: int = METRICS_PORT  # 0: no local /metrics
     metrics_address: str = "0.0.0.0"  # noqa: S104  (Prometheus scrapes the node from outside)
+    hostname_label: str = HOSTNAME_LABELS[0]
     # Who holds each GPU (Slurm job, Kubernetes pod), process or not; None turns a source off.
     allocation: bool = True
     hpc_job_mapping_dir: Path | None = None  # dcgm-exporter's --hpc-job-mapping-dir files

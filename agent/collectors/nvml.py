@@ -13,11 +13,13 @@ the same binding over a simulated driver library, ``nvml_driver.py``). For real 
 - Process records with an implausible pid are dropped; a listed process without utilization
   samples is idle (0 % SM). PCIe throughput (~20 ms per call) is read on a background thread.
 - XID errors come from an NVML event set polled with a zero timeout.
+- What only ``/metrics`` shows (memory temperature, NVLink, encoder, decoder, fan, ECC totals,
+  remapped rows, GPM profiling ratios) is read by ``nvml_fields.MetricsReadings`` into
+  ``GpuDetail.readings``; a reading a GPU does not support is not asked again.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import logging
 import socket
@@ -28,8 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Protocol, TypeVar
+
+from agent.collectors.nvml_compat import error_name, memory_bytes, processes_v1, text
+from agent.collectors.nvml_fields import MetricsReadings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ _DOWN = {
 }
 DOWN_STATUS = "lost"  # the only not-ok status wire format v1 has
 _MISSING = {"FunctionNotFound", "ArgumentVersionMismatch"}  # an older driver, not a fault
+_UNSUPPORTED = {"NotSupported", *_MISSING}  # not worth asking the same GPU again
 PCIE_KB = 1024  # nvmlDeviceGetPcieThroughput answers in KB/s
 PCIE_REFRESH_SECONDS = 10.0
 INIT_RETRY_FIRST_SECONDS = 1.0
@@ -53,7 +58,6 @@ PID_MAX_DEFAULT = 4_194_304  # PID_MAX_LIMIT on 64-bit Linux: no pid reaches it
 GPU_KEY_MAX_LENGTH = 100  # the backend's gpus.uuid column
 _XID_EVENT = 0x8  # nvmlEventTypeXidCriticalError
 _MIG_ENABLED = 1  # NVML_DEVICE_MIG_ENABLE
-_SUCCESS, _INSUFFICIENT_SIZE = 0, 7
 # On the wire: MigInstance's fields, and "uuid" (which allocation matching reads; wire format v1
 # has no field for it yet, and the backend ignores it).
 _WIRE_MIG_KEYS = ("uuid", "gi_id", "ci_id", "profile", "memory_total_bytes", "memory_used_bytes")
@@ -82,6 +86,9 @@ class GpuDetail:
     index: int
     status_reason: str | None = None  # the NVML error when the GPU is not ok
     memory_reserved_bytes: int | None = None
+    pci_bus_id: str | None = None
+    # Readings for /metrics by name (nvml_fields.READINGS): only what the GPU answered.
+    readings: dict[str, float] = field(default_factory=dict)
     # MIG instances as on the wire, plus "uuid" and "pids" (the processes running on each).
     mig_instances: list[dict[str, Any]] = field(default_factory=list)
 
@@ -93,12 +100,6 @@ def load_pynvml() -> NvmlModule:
     except ImportError as e:
         raise NvmlUnavailable("nvidia-ml-py is not installed (pip install nvidia-ml-py)") from e
     return pynvml  # type: ignore[no-any-return]
-
-
-def error_name(exc: BaseException) -> str:
-    """pynvml's name for an NVML error (``NotSupported``, ``GpuIsLost``, ...)."""
-    # pynvml.NVMLError(code) builds the subclass NVMLError_<Name> for every code it knows.
-    return type(exc).__name__.removeprefix("NVMLError_")
 
 
 def node_gpu_key(node: str, suffix: str) -> str:
@@ -136,9 +137,12 @@ class NvmlCollector:
         self._init_failures = 0
         self._next_init_at = 0.0
         self._warned: set[tuple[str, str]] = set()
+        self._unsupported: set[tuple[str, str]] = set()  # (GPU, field) not asked again
         self._uuids: dict[int, str] = {}  # index → UUID, once read
         self._handles: dict[int, Any] = {}  # index → handle (valid until nvmlShutdown)
         self._names: dict[str, str | None] = {}
+        self._bus_ids: dict[str, str | None] = {}
+        self._metrics_readings = MetricsReadings()
         self._keys: dict[int, str] = {}  # index → node-scoped key of a GPU never read
         self._down: dict[str, str] = {}  # key → why, while a GPU is not ok
         self._variant: dict[str, int] = {}  # which of a call's versions this driver has
@@ -192,7 +196,7 @@ class NvmlCollector:
 
     def _start(self, nvml: Any) -> None:
         try:
-            self.driver_version = _text(nvml.nvmlSystemGetDriverVersion())
+            self.driver_version = text(nvml.nvmlSystemGetDriverVersion())
         except (nvml.NVMLError, AttributeError):
             self.driver_version = None
         try:
@@ -202,8 +206,10 @@ class NvmlCollector:
             self._events = None
 
     def close(self) -> None:
-        """Stop the PCIe thread."""
+        """Stop the PCIe thread; free the GPM samples."""
         self._pcie_stop.set()
+        if self._initialised:
+            self._metrics_readings.close()
 
     def _warn_once(self, gpu: str, field: str, why: str) -> None:
         if (gpu, field) not in self._warned:
@@ -232,8 +238,11 @@ class NvmlCollector:
                 "NVML: %s is not in this driver; using an older call", getattr(fn, "__name__", fn)
             )
 
-    def _safe(self, gpu: str, field: str, fn: Callable[[], T]) -> T | None:
-        """``fn()``, or None when the driver cannot answer (logged once per GPU and field)."""
+    def _safe(self, gpu: str, field: str, fn: Callable[[], T], *, sticky: bool = False) -> T | None:
+        """``fn()``, or None when the driver cannot answer (logged once per GPU and field).
+        ``sticky``: a field the GPU or driver does not support is not asked again."""
+        if sticky and (gpu, field) in self._unsupported:
+            return None
         nvml = self._nvml
         mismatch = getattr(nvml, "NVMLLibraryMismatchError", AttributeError)
         try:
@@ -242,10 +251,18 @@ class NvmlCollector:
             name = error_name(e)
             if name in _DOWN:
                 raise _GpuDown(name) from e
-            self._warn_once(gpu, field, name)
+            if sticky and name in _UNSUPPORTED:
+                self._unsupported.add((gpu, field))
+                log.info("GPU %s: %s not supported (%s); series absent", gpu, field, name)
+            else:
+                self._warn_once(gpu, field, name)
             return None
         except (AttributeError, mismatch):
-            self._warn_once(gpu, field, "not in this driver or nvidia-ml-py")
+            if sticky:
+                self._unsupported.add((gpu, field))
+                log.info("GPU %s: %s not in this driver or nvidia-ml-py; series absent", gpu, field)
+            else:
+                self._warn_once(gpu, field, "not in this driver or nvidia-ml-py")
             return None
 
     def collect(self, ts: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -279,6 +296,7 @@ class NvmlCollector:
                     sample["xid_errors"] = len(xids.get(key, ())) if has_events else None
             if why is not None:
                 gpu, sample = self._report_down(key, index, ts, why)
+                detail.pci_bus_id = self._bus_ids.get(key)
             details[key] = detail
             gpus.append(gpu)
             samples.append(sample)
@@ -292,7 +310,7 @@ class NvmlCollector:
             if handle is None:
                 handle = self._handles[index] = nvml.nvmlDeviceGetHandleByIndex(index)
             if index not in self._uuids:
-                self._uuids[index] = _text(nvml.nvmlDeviceGetUUID(handle))
+                self._uuids[index] = text(nvml.nvmlDeviceGetUUID(handle))
                 self._register_events(nvml, handle, self._uuids[index])
         except nvml.NVMLError as e:
             key = self._uuids.get(index) or self._node_key(nvml, index, handle)
@@ -306,7 +324,7 @@ class NvmlCollector:
             bus = None
             if handle is not None:  # some lost GPUs still answer their PCI info
                 try:
-                    bus = _text(nvml.nvmlDeviceGetPciInfo_v3(handle).busId)
+                    bus = text(nvml.nvmlDeviceGetPciInfo_v3(handle).busId)
                 except (nvml.NVMLError, AttributeError):
                     bus = None
             self._keys[index] = node_gpu_key(self.node, f"pci:{bus}" if bus else f"gpu{index}")
@@ -328,7 +346,7 @@ class NvmlCollector:
         s = self._safe
         sensor = getattr(nvml, "NVML_TEMPERATURE_GPU", 0)
         if uuid not in self._names:
-            self._names[uuid] = s(uuid, "name", lambda: _text(nvml.nvmlDeviceGetName(h)))
+            self._names[uuid] = s(uuid, "name", lambda: text(nvml.nvmlDeviceGetName(h)))
         name = self._names[uuid]
         util = s(uuid, "utilization", lambda: nvml.nvmlDeviceGetUtilizationRates(h))
         mem = s(uuid, "memory", lambda: self._memory(nvml, h))
@@ -365,6 +383,19 @@ class NvmlCollector:
         rx, tx = self._pcie.get(uuid, (None, None))
         total = None if mem is None else mem[0]
         detail.memory_reserved_bytes = None if mem is None else mem[2]
+        if uuid not in self._bus_ids:
+            self._bus_ids[uuid] = s(
+                uuid, "pci_bus_id", lambda: text(nvml.nvmlDeviceGetPciInfo_v3(h).busId)
+            )
+        detail.pci_bus_id = self._bus_ids[uuid]
+        detail.readings = self._metrics_readings.read(
+            nvml,
+            h,
+            uuid,
+            lambda field, fn: s(uuid, field, fn, sticky=True),
+            now=self._clock(),
+            gpm=not mig_on,  # under MIG, GPM samples per GPU instance
+        )
         gpu: dict[str, Any] = {
             "uuid": uuid,
             "index": index,
@@ -406,7 +437,7 @@ class NvmlCollector:
             else [
                 {
                     "pid": int(p.pid),
-                    "used_memory_bytes": _memory_bytes(p.usedGpuMemory),
+                    "used_memory_bytes": memory_bytes(p.usedGpuMemory),
                     # Listed but without samples since the last reading: idle, not unknown.
                     "sm_utilization": None if sm_util is None else sm_util.get(int(p.pid), 0.0),
                 }
@@ -429,7 +460,7 @@ class NvmlCollector:
             "processes",
             ("nvmlDeviceGetComputeRunningProcesses_v3", h),
             ("nvmlDeviceGetComputeRunningProcesses_v2", h),
-            (_processes_v1, h),
+            (processes_v1, h),
         )
         pid_max = self._read_pid_max()
         kept = [p for p in procs if 0 < int(p.pid) < pid_max]
@@ -497,7 +528,7 @@ class NvmlCollector:
 
     def _mig_instance(self, nvml: Any, mig: Any, uuid: str, procs: list[Any]) -> dict[str, Any]:
         s = self._safe
-        name = s(uuid, "mig_name", lambda: _text(nvml.nvmlDeviceGetName(mig)))
+        name = s(uuid, "mig_name", lambda: text(nvml.nvmlDeviceGetName(mig)))
         mem = s(uuid, "mig_memory", lambda: self._memory(nvml, mig))
         gi = s(uuid, "mig_gi", lambda: int(nvml.nvmlDeviceGetGpuInstanceId(mig)))
         ci = s(uuid, "mig_ci", lambda: int(nvml.nvmlDeviceGetComputeInstanceId(mig)))
@@ -509,7 +540,7 @@ class NvmlCollector:
             == (gi, ci)
         ]
         return {
-            "uuid": s(uuid, "mig_uuid", lambda: _text(nvml.nvmlDeviceGetUUID(mig))),
+            "uuid": s(uuid, "mig_uuid", lambda: text(nvml.nvmlDeviceGetUUID(mig))),
             "gi_id": gi,
             "ci_id": ci,
             # "NVIDIA A100-SXM4-80GB MIG 1g.10gb" → "1g.10gb"
@@ -582,7 +613,7 @@ class NvmlCollector:
             if not int(event.eventType) & _XID_EVENT:
                 continue
             try:
-                uuid = _text(nvml.nvmlDeviceGetUUID(event.device))
+                uuid = text(nvml.nvmlDeviceGetUUID(event.device))
             except nvml.NVMLError:
                 continue
             xid = int(event.eventData)
@@ -591,39 +622,3 @@ class NvmlCollector:
             self.xid_total[uuid] = self.xid_total.get(uuid, 0) + 1
             log.error("GPU %s: XID %d", uuid, xid)
         return found
-
-
-class _ProcessInfoV1(ctypes.Structure):
-    # nvmlProcessInfo_v1_t: what drivers before the _v2 call (R450 and older) write.
-    _fields_ = [("pid", ctypes.c_uint), ("usedGpuMemory", ctypes.c_ulonglong)]
-
-
-def _processes_v1(nvml: Any, h: Any) -> list[Any]:
-    # nvidia-ml-py no longer wraps the unversioned call (its wrapper now means v3), so call the
-    # symbol through the binding's own lookup, as nvitop does for old drivers.
-    fn = nvml._nvmlGetFunctionPointer("nvmlDeviceGetComputeRunningProcesses")
-    count = ctypes.c_uint(0)
-    ret = fn(h, ctypes.byref(count), None)
-    if ret == _SUCCESS:
-        return []
-    if ret != _INSUFFICIENT_SIZE:
-        raise nvml.NVMLError(ret)
-    count.value = count.value * 2 + 5
-    records = (_ProcessInfoV1 * count.value)()
-    ret = fn(h, ctypes.byref(count), records)
-    if ret != _SUCCESS:
-        raise nvml.NVMLError(ret)
-    return [
-        SimpleNamespace(pid=r.pid, usedGpuMemory=r.usedGpuMemory) for r in records[: count.value]
-    ]
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
-def _memory_bytes(value: int | None) -> int | None:
-    # NVML reports NVML_VALUE_NOT_AVAILABLE (2**64 - 1) under some containers and on Windows.
-    if value is None or value >= 2**63:
-        return None
-    return int(value)

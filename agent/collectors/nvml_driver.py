@@ -9,6 +9,11 @@ and returns the code. A symbol it does not define is missing, as on an older dri
 raises ``NVMLError_FunctionNotFound`` (``NVMLLibraryMismatchError`` from its unversioned
 wrappers, which is not an ``NVMLError``).
 
+The symbols live in ``nvml_driver_calls.py`` (library and device calls behind the wire
+format's readings) and ``nvml_driver_metrics.py`` (what only ``/metrics`` reads: field values,
+fan, encoder and decoder, GPM profiling samples on Hopper and later GPUs); this module registers
+them on import. A ``SimGpu`` field set to ``None`` is a reading that GPU does not have.
+
 ``installed(driver)`` points the process's ``pynvml`` at a driver for a ``with`` block;
 ``load_binding(driver)`` gives a private copy of the binding bound to it, so that several
 simulated nodes run in one process. GPUs are described by ``SimGpu``; faults are injected per
@@ -55,10 +60,9 @@ NOT_AVAILABLE_ID = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId of a process 
 NOT_AVAILABLE_MEMORY = 2**64 - 1  # NVML_VALUE_NOT_AVAILABLE for usedGpuMemory
 PCIE_DELAY_SECONDS = 0.02  # nvmlDeviceGetPcieThroughput samples the bus for ~20 ms
 MAX_MIG_DEVICES = 7
-_MEMORY_V2 = 0x02000028  # nvmlMemory_v2
-_TEMPERATURE_V1 = 0x100000C  # nvmlTemperature_v1
-_CLOCK_MEM = 2  # NVML_CLOCK_MEM
-_PCIE_RX = 1  # NVML_PCIE_UTIL_RX_BYTES
+ALL_LINKS = 0xFFFFFFFF  # a field value's scopeId for "every NVLink of the GPU"
+# GPM (GPU performance monitoring) came with Hopper: these model names have it.
+GPM_MODELS = ("H100", "H200", "H800", "H20", "GH200", "B100", "B200", "GB200")
 
 # Symbols an R470 driver does not have (added in R510-R555); pass as ``missing=``.
 R470_MISSING = frozenset(
@@ -67,6 +71,11 @@ R470_MISSING = frozenset(
         "nvmlDeviceGetMemoryInfo_v2",
         "nvmlDeviceGetCurrentClocksEventReasons",
         "nvmlDeviceGetTemperatureV",
+        "nvmlGpmQueryDeviceSupport",
+        "nvmlGpmSampleAlloc",
+        "nvmlGpmSampleFree",
+        "nvmlGpmSampleGet",
+        "nvmlGpmMetricsGet",
     }
 )
 # Deprecated symbols a future driver drops (NVML marks them "will be removed in CUDA 14.0").
@@ -112,7 +121,24 @@ class SimGpu:
     pcie_rx_kb: int = 0
     pcie_tx_kb: int = 0
     clock_event_reasons: int = 0
-    ecc_uncorrected: int = 0
+    ecc_uncorrected: int = 0  # double-bit (uncorrected), volatile
+    ecc_corrected: int | None = 0  # single-bit, volatile; None: ECC off (no ECC counters)
+    ecc_corrected_aggregate: int = 0
+    ecc_uncorrected_aggregate: int = 0
+    memory_temperature_c: int | None = 45  # None: no memory sensor (GDDR boards)
+    fan_speed_percent: int | None = None  # None: no fan (SXM boards)
+    encoder_utilization: int | None = 0
+    decoder_utilization: int | None = 0
+    nvlink_rx_kib: int | None = 0  # data received over all NVLinks (KiB); None: no NVLink
+    nvlink_tx_kib: int | None = 0
+    pcie_replays: int = 0
+    remapped_rows_correctable: int | None = 0  # None: no row remapping (before Ampere)
+    remapped_rows_uncorrectable: int = 0
+    remap_pending: bool = False
+    remap_failure: bool = False
+    # GPM profiling ratios follow utilization: graphics engine = GPU, SM = 90 %, tensor pipes
+    # = 60 % of it, DRAM = memory utilization. None: as the model has GPM (GPM_MODELS).
+    gpm_supported: bool | None = None
     processes: list[SimProcess] = field(default_factory=list)
     # What nvmlDeviceGetProcessUtilization keeps: (pid, timestamp in µs, SM %).
     process_samples: list[tuple[int, int, int]] = field(default_factory=list)
@@ -126,26 +152,16 @@ class SimGpu:
     record_size_mismatch: bool = False
 
 
-class _ProcessDetail(ctypes.Structure):
-    # nvmlProcessDetail_v1_t: 32 bytes where nvmlProcessInfo_v2_t has 24.
-    _fields_ = [
-        ("pid", ctypes.c_uint),
-        ("usedGpuMemory", ctypes.c_ulonglong),
-        ("gpuInstanceId", ctypes.c_uint),
-        ("computeInstanceId", ctypes.c_uint),
-        ("usedGpuCcProtectedMemory", ctypes.c_ulonglong),
-    ]
-
-
 _BASE = 0x6E760000  # handle addresses: _BASE + (gpu index << 8) + MIG slot (0: the GPU itself)
-_EVENT_SET = 0x6E750000
 _Impl = Callable[..., Any]
 # name → (implementation, kind): "init" (callable before nvmlInit), "lib", "gpu" (a device
 # handle first) or "mig" (a device or MIG device handle first).
 _SYMBOLS: dict[str, tuple[_Impl, str]] = {}
 
 
-def _symbol(name: str, kind: str = "gpu") -> Callable[[_Impl], _Impl]:
+def symbol(name: str, kind: str = "gpu") -> Callable[[_Impl], _Impl]:
+    """Register an implementation of the C function ``name`` (see ``_SYMBOLS`` for kinds)."""
+
     def register(fn: _Impl) -> _Impl:
         _SYMBOLS[name] = (fn, kind)
         return fn
@@ -167,7 +183,9 @@ class SimulatedDriver:
         pcie_delay_s: float = PCIE_DELAY_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         before_call: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``clock``: epoch seconds, for field-value timestamps."""
         self.gpus = gpus
         self.version = version
         self.missing = set(missing)
@@ -176,12 +194,16 @@ class SimulatedDriver:
         self.pcie_delay_s = pcie_delay_s
         self.sleep = sleep
         self.before_call = before_call
+        self.clock = clock
         self.calls: Counter[str] = Counter()
         self.init_attempts = 0
         self.initialised = False
         self.event_waits: list[int] = []  # timeouts (ms) the binding waited with
         self._events: list[tuple[int, int, int]] = []  # (gpu index, event type, data)
         self._registered: dict[int, int] = {}  # gpu index → event types
+        # GPM sample address → (gpu index, sequence number, readings); None until it is taken.
+        self.gpm_samples: dict[int, tuple[int, int, dict[int, float]] | None] = {}
+        self._gpm_taken = 0
         self._lock = threading.Lock()
         self.library = SimulatedLibrary(self)
 
@@ -191,7 +213,7 @@ class SimulatedDriver:
             self._events.append((index, event_type, data))
 
     def _device(self, handle: Any) -> tuple[SimGpu, SimMigInstance | None] | None:
-        address = _address(handle)
+        address = address_of(handle)
         if address is None or address < _BASE:
             return None
         index, slot = divmod(address - _BASE, 256)
@@ -263,7 +285,7 @@ class _Symbol:
 
 
 # -- ctypes plumbing ---------------------------------------------------------------------------
-def _out(arg: Any) -> Any:
+def target(arg: Any) -> Any:
     """The object an out-parameter points at: ``byref(x)`` or ``pointer(x)`` → ``x``."""
     obj = getattr(arg, "_obj", None)  # a byref() argument
     if obj is not None:
@@ -273,315 +295,35 @@ def _out(arg: Any) -> Any:
     return arg
 
 
-def _value(arg: Any) -> int:
+def as_int(arg: Any) -> int:
+    """A ``c_uint``-like argument (or a plain int) as an int."""
     return arg if isinstance(arg, int) else int(arg.value)
 
 
-def _address(handle: Any) -> int | None:
+def address_of(handle: Any) -> int | None:
+    """The address a handle (a ctypes pointer) holds."""
     if handle is None or isinstance(handle, int):
         return handle
     return int.from_bytes(bytes(handle), sys.byteorder)  # the pointer's own bytes: its address
 
 
-def _set_pointer(target: Any, address: int) -> None:
-    ctypes.c_void_p.from_buffer(target).value = address
+def set_pointer(pointer: Any, address: int) -> None:
+    """Make an out-parameter pointer hold ``address``."""
+    ctypes.c_void_p.from_buffer(pointer).value = address
 
 
-def _put(arg: Any, value: int) -> int:
-    _out(arg).value = value
+def put(arg: Any, value: int) -> int:
+    """Write ``value`` through an out-parameter."""
+    target(arg).value = value
     return SUCCESS
 
 
-def _text(buf: Any, size: Any, text: str) -> int:
+def put_text(buf: Any, size: Any, text: str) -> int:
+    """Write ``text`` into a char buffer of ``size`` bytes."""
     data = text.encode()
-    if len(data) + 1 > _value(size):
+    if len(data) + 1 > as_int(size):
         return INSUFFICIENT_SIZE
     buf.value = data
-    return SUCCESS
-
-
-# -- library ------------------------------------------------------------------------------------
-@_symbol("nvmlInitWithFlags", "init")
-def _init(drv: SimulatedDriver, _flags: Any = 0) -> int:
-    drv.init_attempts += 1
-    if drv.init_attempts <= drv.init_failures:
-        return DRIVER_NOT_LOADED
-    drv.initialised = True
-    return SUCCESS
-
-
-_symbol("nvmlInit_v2", "init")(_init)
-
-
-@_symbol("nvmlShutdown", "init")
-def _shutdown(drv: SimulatedDriver) -> int:
-    drv.initialised = False
-    return SUCCESS
-
-
-@_symbol("nvmlErrorString", "init")
-def _error_string(_drv: SimulatedDriver, code: Any) -> bytes:
-    return f"NVML error {_value(code)}".encode()
-
-
-@_symbol("nvmlSystemGetDriverVersion", "lib")
-def _driver_version(drv: SimulatedDriver, buf: Any, size: Any) -> int:
-    return _text(buf, size, drv.version)
-
-
-@_symbol("nvmlDeviceGetCount_v2", "lib")
-def _count(drv: SimulatedDriver, count: Any) -> int:
-    return _put(count, len(drv.gpus))
-
-
-@_symbol("nvmlDeviceGetHandleByIndex_v2", "lib")
-def _by_index(drv: SimulatedDriver, index: Any, device: Any) -> int:
-    i = _value(index)
-    if i >= len(drv.gpus):
-        return INVALID_ARGUMENT
-    gpu = drv.gpus[i]
-    code = gpu.faults.get("nvmlDeviceGetHandleByIndex_v2", gpu.faults.get("*"))
-    if code:
-        return code
-    _set_pointer(_out(device), drv._handle(gpu))
-    return SUCCESS
-
-
-@_symbol("nvmlEventSetCreate", "lib")
-def _event_set(drv: SimulatedDriver, event_set: Any) -> int:
-    _set_pointer(_out(event_set), _EVENT_SET)
-    return SUCCESS
-
-
-@_symbol("nvmlEventSetFree", "lib")
-def _event_free(_drv: SimulatedDriver, _event_set: Any) -> int:
-    return SUCCESS
-
-
-@_symbol("nvmlEventSetWait_v2", "lib")
-def _event_wait(drv: SimulatedDriver, event_set: Any, data: Any, timeout_ms: Any) -> int:
-    if _address(event_set) != _EVENT_SET:
-        return INVALID_ARGUMENT
-    drv.event_waits.append(_value(timeout_ms))
-    with drv._lock:
-        ready = [e for e in drv._events if drv._registered.get(e[0], 0) & e[1]]
-        if not ready:
-            return TIMEOUT
-        drv._events.remove(ready[0])
-    index, kind, value = ready[0]
-    out = _out(data)
-    device = type(out).device  # write the handle into the struct's device field
-    ctypes.c_void_p.from_address(ctypes.addressof(out) + device.offset).value = drv._handle(
-        drv.gpus[index]
-    )
-    out.eventType, out.eventData = kind, value
-    out.gpuInstanceId = out.computeInstanceId = NOT_AVAILABLE_ID
-    return SUCCESS
-
-
-# -- per GPU ------------------------------------------------------------------------------------
-@_symbol("nvmlDeviceGetUUID", "mig")
-def _uuid(_d: SimulatedDriver, gpu: SimGpu, mig: SimMigInstance | None, buf: Any, n: Any) -> int:
-    return _text(buf, n, gpu.uuid if mig is None else mig.uuid)
-
-
-@_symbol("nvmlDeviceGetName", "mig")
-def _name(_d: SimulatedDriver, gpu: SimGpu, mig: SimMigInstance | None, buf: Any, n: Any) -> int:
-    return _text(buf, n, gpu.name if mig is None else f"{gpu.name} MIG {mig.profile}")
-
-
-@_symbol("nvmlDeviceGetPciInfo_v3")
-def _pci(_d: SimulatedDriver, gpu: SimGpu, _m: None, info: Any) -> int:
-    out = _out(info)
-    domain, bus, rest = gpu.pci_bus_id.split(":")
-    out.domain, out.bus, out.device = int(domain, 16), int(bus, 16), int(rest.split(".")[0], 16)
-    out.busId = gpu.pci_bus_id.encode()
-    out.busIdLegacy = f"{out.domain:04x}:{bus}:{rest}".encode()  # the 16-byte field of old drivers
-    out.pciDeviceId = 0x233010DE
-    return SUCCESS
-
-
-@_symbol("nvmlDeviceGetMemoryInfo", "mig")
-def _memory(_d: SimulatedDriver, gpu: SimGpu, mig: SimMigInstance | None, out: Any) -> int:
-    # v1: "used" counts the reserved memory too (nvml.h, nvmlMemory_t).
-    total, used, reserved = _memory_of(gpu, mig)
-    mem = _out(out)
-    mem.total, mem.used, mem.free = total, used + reserved, total - used - reserved
-    return SUCCESS
-
-
-@_symbol("nvmlDeviceGetMemoryInfo_v2", "mig")
-def _memory_v2(_d: SimulatedDriver, gpu: SimGpu, mig: SimMigInstance | None, out: Any) -> int:
-    mem = _out(out)
-    if mem.version != _MEMORY_V2:
-        return ARGUMENT_VERSION_MISMATCH
-    total, used, reserved = _memory_of(gpu, mig)
-    mem.total, mem.reserved, mem.used = total, reserved, used
-    mem.free = total - reserved - used
-    return SUCCESS
-
-
-def _memory_of(gpu: SimGpu, mig: SimMigInstance | None) -> tuple[int, int, int]:
-    if mig is not None:
-        return mig.memory_total_bytes, mig.memory_used_bytes, 0
-    return gpu.memory_total_bytes, gpu.memory_used_bytes, gpu.memory_reserved_bytes
-
-
-@_symbol("nvmlDeviceGetUtilizationRates")
-def _utilization(_d: SimulatedDriver, gpu: SimGpu, _m: None, out: Any) -> int:
-    if gpu.mig_instances is not None:
-        return NOT_SUPPORTED  # a MIG-enabled GPU has no device-wide utilization
-    util = _out(out)
-    util.gpu, util.memory = gpu.utilization_gpu, gpu.utilization_memory
-    return SUCCESS
-
-
-def _reading(name: str, value: Callable[..., int]) -> None:
-    """A symbol that writes one number: ``value(gpu, *inputs)`` into its last argument."""
-
-    def read(_d: SimulatedDriver, gpu: SimGpu, _m: None, *args: Any) -> int:
-        *inputs, out = args
-        return _put(out, value(gpu, *(_value(x) for x in inputs)))
-
-    _symbol(name)(read)
-
-
-_reading("nvmlDeviceGetPowerUsage", lambda g: g.power_mw)
-_reading("nvmlDeviceGetEnforcedPowerLimit", lambda g: g.power_limit_mw)
-_reading("nvmlDeviceGetTotalEnergyConsumption", lambda g: g.energy_mj)
-_reading("nvmlDeviceGetCurrentClocksEventReasons", lambda g: g.clock_event_reasons)
-_reading("nvmlDeviceGetCurrentClocksThrottleReasons", lambda g: g.clock_event_reasons)
-_reading("nvmlDeviceGetTemperature", lambda g, _sensor: g.temperature_c)
-_reading(
-    "nvmlDeviceGetClockInfo",
-    lambda g, kind: g.mem_clock_mhz if kind == _CLOCK_MEM else g.sm_clock_mhz,
-)
-_reading(
-    "nvmlDeviceGetPcieThroughput",
-    lambda g, counter: g.pcie_rx_kb if counter == _PCIE_RX else g.pcie_tx_kb,
-)
-_reading("nvmlDeviceGetTotalEccErrors", lambda g, _kind, _counter: g.ecc_uncorrected)
-_reading(
-    "nvmlDeviceGetMaxMigDeviceCount",
-    lambda g: MAX_MIG_DEVICES if g.mig_instances is not None else 0,
-)
-_reading("nvmlDeviceGetSupportedEventTypes", lambda g: g.supported_events)
-
-
-@_symbol("nvmlDeviceGetTemperatureV")
-def _temperature_v(_d: SimulatedDriver, gpu: SimGpu, _m: None, out: Any) -> int:
-    temp = _out(out)
-    if temp.version != _TEMPERATURE_V1:
-        return ARGUMENT_VERSION_MISMATCH
-    temp.temperature = gpu.temperature_c
-    return SUCCESS
-
-
-@_symbol("nvmlDeviceGetMigMode")
-def _mig_mode(_d: SimulatedDriver, gpu: SimGpu, _m: None, current: Any, pending: Any) -> int:
-    mode = int(gpu.mig_instances is not None)
-    _put(current, mode)
-    return _put(pending, mode)
-
-
-@_symbol("nvmlDeviceGetMigDeviceHandleByIndex")
-def _mig_handle(drv: SimulatedDriver, gpu: SimGpu, _m: None, index: Any, device: Any) -> int:
-    instances = gpu.mig_instances
-    if instances is None:
-        return INVALID_ARGUMENT
-    i = _value(index)
-    if i >= len(instances):
-        return NOT_FOUND  # an empty slot
-    _set_pointer(_out(device), drv._handle(gpu, instances[i]))
-    return SUCCESS
-
-
-@_symbol("nvmlDeviceIsMigDeviceHandle", "mig")
-def _is_mig(_d: SimulatedDriver, _g: SimGpu, mig: SimMigInstance | None, out: Any) -> int:
-    return _put(out, int(mig is not None))
-
-
-@_symbol("nvmlDeviceGetDeviceHandleFromMigDeviceHandle", "mig")
-def _parent(drv: SimulatedDriver, gpu: SimGpu, mig: SimMigInstance | None, out: Any) -> int:
-    if mig is None:
-        return INVALID_ARGUMENT
-    _set_pointer(_out(out), drv._handle(gpu))
-    return SUCCESS
-
-
-@_symbol("nvmlDeviceGetGpuInstanceId", "mig")
-def _gi(_d: SimulatedDriver, _g: SimGpu, mig: SimMigInstance | None, out: Any) -> int:
-    return NOT_SUPPORTED if mig is None else _put(out, mig.gi_id)
-
-
-@_symbol("nvmlDeviceGetComputeInstanceId", "mig")
-def _ci(_d: SimulatedDriver, _g: SimGpu, mig: SimMigInstance | None, out: Any) -> int:
-    return NOT_SUPPORTED if mig is None else _put(out, mig.ci_id)
-
-
-def _processes(
-    _d: SimulatedDriver, gpu: SimGpu, mig: SimMigInstance | None, count: Any, infos: Any
-) -> int:
-    """The count-in/count-out protocol of nvmlDeviceGetComputeRunningProcesses (all versions)."""
-    procs = [
-        p for p in gpu.processes if mig is None or (p.gi_id, p.ci_id) == (mig.gi_id, mig.ci_id)
-    ]
-    counter = _out(count)
-    if not procs:
-        counter.value = 0
-        return SUCCESS
-    if infos is None or counter.value < len(procs):
-        counter.value = len(procs)
-        return INSUFFICIENT_SIZE
-    counter.value = len(procs)
-    if gpu.record_size_mismatch:
-        records = (_ProcessDetail * len(procs))()
-        for rec, p in zip(records, procs, strict=True):
-            rec.pid, rec.gpuInstanceId, rec.computeInstanceId = p.pid, p.gi_id, p.ci_id
-            rec.usedGpuMemory = rec.usedGpuCcProtectedMemory = _used(p)
-        ctypes.memmove(infos, records, min(ctypes.sizeof(records), ctypes.sizeof(infos)))
-        return SUCCESS
-    for rec, p in zip(infos, procs, strict=False):
-        rec.pid, rec.usedGpuMemory = p.pid, _used(p)
-        if hasattr(rec, "gpuInstanceId"):  # v2/v3 records; v1 has pid and memory only
-            rec.gpuInstanceId, rec.computeInstanceId = p.gi_id, p.ci_id
-    return SUCCESS
-
-
-def _used(p: SimProcess) -> int:
-    return NOT_AVAILABLE_MEMORY if p.used_memory_bytes is None else p.used_memory_bytes
-
-
-for _version in ("", "_v2", "_v3"):
-    _symbol(f"nvmlDeviceGetComputeRunningProcesses{_version}", "mig")(_processes)
-
-
-@_symbol("nvmlDeviceGetProcessUtilization")
-def _process_util(
-    _d: SimulatedDriver, gpu: SimGpu, _m: None, samples: Any, count: Any, since: Any
-) -> int:
-    if gpu.mig_instances is not None:
-        return NOT_SUPPORTED
-    last_seen = _value(since)
-    rows = [r for r in gpu.process_samples if r[1] > last_seen]
-    if not rows:
-        return NOT_FOUND  # no sample since ``since``
-    counter = _out(count)
-    if samples is None or counter.value < len(rows):
-        counter.value = len(rows)
-        return INSUFFICIENT_SIZE
-    counter.value = len(rows)
-    for out, (pid, ts, sm) in zip(samples, rows, strict=False):
-        out.pid, out.timeStamp, out.smUtil, out.memUtil = pid, ts, sm, sm // 2
-    return SUCCESS
-
-
-@_symbol("nvmlDeviceRegisterEvents")
-def _register(drv: SimulatedDriver, gpu: SimGpu, _m: None, types: Any, event_set: Any) -> int:
-    if _address(event_set) != _EVENT_SET:
-        return INVALID_ARGUMENT
-    index = drv.gpus.index(gpu)
-    drv._registered[index] = drv._registered.get(index, 0) | _value(types)
     return SUCCESS
 
 
@@ -640,3 +382,7 @@ def load_binding(driver: SimulatedDriver) -> ModuleType:
         del sys.modules[name]
     bind(module, driver)
     return module
+
+
+# The nvml… symbols themselves, registered with ``symbol`` on import.
+from agent.collectors import nvml_driver_calls, nvml_driver_metrics  # noqa: E402, F401

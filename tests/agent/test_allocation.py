@@ -426,7 +426,7 @@ class TestSettings:
     def test_make_agent_wires_the_sources(self, tmp_path: Path) -> None:
         settings = AgentSettings(proc_root=tmp_path, hpc_job_mapping_dir=tmp_path / "map")
         agent = make_agent(settings)
-        assert agent.allocations is not None
+        assert isinstance(agent.allocations, AllocationCollector)
         assert agent.allocations.hpc_job_mapping_dir == tmp_path / "map"
         assert agent.allocations.proc_root == tmp_path
         settings.allocation = False

@@ -13,7 +13,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from prometheus_client import generate_latest
 
 from agent.collectors.nvml import NvmlCollector
 from agent.collectors.nvml_driver import (
@@ -144,10 +143,10 @@ def test_late_driver_is_retried_with_backoff_and_nvml_up_follows(
         t[0] = now
         _, samples, _ = agent.collect_once(TS, now)
         attempts.append(driver.init_attempts)
-        text = generate_latest(build_registry(agent)).decode()
-        up = "gpuledger_agent_nvml_up 1.0" in text
+        text = build_registry(agent).render().decode()
+        up = "gpuledger_agent_nvml_up 1\n" in text
         assert up == bool(samples), now
-        assert up or "gpuledger_agent_nvml_up 0.0" in text
+        assert up or "gpuledger_agent_nvml_up 0\n" in text
     # Tries at 0, 1 (+1 s), 3 (+2 s) and 7 (+4 s): the fourth one finds the driver.
     assert attempts == [1, 1, 2, 2, 3, 3, 4]
     assert samples[0]["gpu_uuid"] == "GPU-1"
@@ -338,7 +337,7 @@ def test_memory_v2_leaves_reserved_memory_out_of_used(install: Install, pid_max:
     assert s["memory_used_bytes"] == 10 * GIB
     assert s["memory_total_bytes"] == 80 * GIB
     assert collector.details["GPU-1"].memory_reserved_bytes == 512 * MIB
-    text = generate_latest(build_registry(agent)).decode()
+    text = build_registry(agent).render().decode()
     assert _value(text, "DCGM_FI_DEV_FB_RESERVED") == 512.0
     assert _value(text, "DCGM_FI_DEV_FB_USED") == 10 * 1024.0
     assert _value(text, "DCGM_FI_DEV_FB_FREE") == 80 * 1024 - 10 * 1024 - 512.0
@@ -419,3 +418,177 @@ def test_simulated_nodes_run_their_own_copy_of_the_binding(pid_max: Path) -> Non
     gpus_b, _ = _collector(b, pid_max).collect(TS)
     assert (len(gpus_a), len(gpus_b)) == (1, 2)
     assert a.driver.calls["nvmlDeviceGetCount_v2"] == b.driver.calls["nvmlDeviceGetCount_v2"] == 1
+
+
+# -- readings for /metrics only ------------------------------------------------------------------
+def _dcgm(text: str, name: str) -> dict[str, float]:
+    """Value of ``name`` by GPU UUID."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            uuid = line.split('UUID="', 1)[1].split('"', 1)[0]
+            found[uuid] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def test_metrics_readings_over_the_binding(install: Install, pid_max: Path) -> None:
+    gpu = _gpu(
+        memory_temperature_c=58,
+        fan_speed_percent=41,
+        encoder_utilization=12,
+        decoder_utilization=34,
+        pcie_replays=5,
+        ecc_corrected=7,
+        ecc_uncorrected=1,
+        ecc_corrected_aggregate=70,
+        ecc_uncorrected_aggregate=3,
+        remapped_rows_correctable=2,
+        remapped_rows_uncorrectable=1,
+        remap_failure=True,
+    )
+    collector = _collector(install(SimulatedDriver([gpu], pcie_delay_s=0)), pid_max)
+    agent = _agent(collector)
+    agent.collect_once(TS, 0.0)
+    assert collector.details["GPU-1"].pci_bus_id == "00000000:18:00.0"
+    text = build_registry(agent).render().decode()
+    expected = {
+        "DCGM_FI_DEV_MEMORY_TEMP": 58,
+        "DCGM_FI_DEV_FAN_SPEED": 41,
+        "DCGM_FI_DEV_ENC_UTIL": 12,
+        "DCGM_FI_DEV_DEC_UTIL": 34,
+        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": 5,
+        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": 7,
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": 1,
+        "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL": 70,
+        "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL": 3,
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": 2,
+        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": 1,
+        "DCGM_FI_DEV_ROW_REMAP_FAILURE": 1,
+    }
+    assert {name: _dcgm(text, name).get("GPU-1") for name in expected} == expected
+    assert 'pci_bus_id="00000000:18:00.0"' in text
+    assert 'DCGM_FI_DRIVER_VERSION="550.54.15"' in text
+
+
+def test_unsupported_readings_are_absent_and_not_asked_again(
+    install: Install, pid_max: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A PCIe board before Ampere: no fan reading here, no memory sensor, NVLink, ECC, row
+    # remapping or GPM; no video engines either.
+    old = _gpu(
+        "GPU-old",
+        name="Tesla T4",
+        memory_temperature_c=None,
+        nvlink_rx_kib=None,
+        nvlink_tx_kib=None,
+        ecc_corrected=None,
+        remapped_rows_correctable=None,
+        encoder_utilization=None,
+        decoder_utilization=None,
+    )
+    driver = SimulatedDriver([old, _gpu("GPU-new", fan_speed_percent=30)], pcie_delay_s=0)
+    collector = _collector(install(driver), pid_max, clock=lambda: 0.0)  # slow readings once
+    agent = _agent(collector)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            agent.collect_once(TS, 0.0)
+    text = build_registry(agent).render().decode()
+    for name in (
+        "DCGM_FI_DEV_MEMORY_TEMP",
+        "DCGM_FI_DEV_FAN_SPEED",
+        "DCGM_FI_DEV_ENC_UTIL",
+        "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+        "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+        "DCGM_FI_PROF_SM_ACTIVE",
+    ):
+        assert "GPU-old" not in _dcgm(text, name), name
+    assert _dcgm(text, "DCGM_FI_DEV_PCIE_REPLAY_COUNTER") == {"GPU-old": 0, "GPU-new": 0}
+    assert _dcgm(text, "DCGM_FI_DEV_FAN_SPEED") == {"GPU-new": 30}
+    assert "GPU-new" in _dcgm(text, "DCGM_FI_DEV_ENC_UTIL")
+    # Each unsupported call was made once, for GPU-old; GPU-new's fan three times.
+    assert driver.calls["nvmlDeviceGetFanSpeed"] == 1 + 3
+    assert driver.calls["nvmlDeviceGetEncoderUtilization"] == 1 + 3
+    # Fields: GPU-old's first call found nothing it supports; GPU-new asks every time.
+    assert driver.calls["nvmlDeviceGetFieldValues"] == (1 + 1) + (3 + 1)
+    assert driver.calls["nvmlGpmSampleGet"] == 3  # GPU-new only: the first, then one each time
+    # Not supported is normal for a GPU: no warnings beyond the wire's own ECC reading.
+    warned = [r.getMessage() for r in caplog.records if "GPU-old" in r.getMessage()]
+    assert [m for m in warned if "ecc_uncorrected" not in m] == []
+
+
+def test_slow_readings_are_read_once_a_minute(install: Install, pid_max: Path) -> None:
+    gpu = _gpu(ecc_corrected=1, pcie_replays=1)
+    t = [100.0]
+    driver = SimulatedDriver([gpu], pcie_delay_s=0)
+    collector = _collector(install(driver), pid_max, clock=lambda: t[0])
+    readings = []
+    for now in (100.0, 110.0, 159.0, 160.0, 170.0):
+        t[0] = now
+        gpu.ecc_corrected, gpu.pcie_replays = int(now), int(now) + 1
+        collector.collect(TS)
+        r = collector.details["GPU-1"].readings
+        readings.append((r["ecc_sbe_volatile"], r["pcie_replays"]))
+    # Between reads, the last values (a minute at most behind); the temperature every time.
+    assert readings == [(100, 101)] * 3 + [(160, 161)] * 2
+    assert driver.calls["nvmlDeviceGetFieldValues"] == 5 + 2
+
+
+def test_nvlink_bandwidth_as_dcgm_reports_it(install: Install, pid_max: Path) -> None:
+    gpu = _gpu(nvlink_rx_kib=1_000, nvlink_tx_kib=0)
+    t = [1_000.0]
+    driver = SimulatedDriver([gpu], pcie_delay_s=0, clock=lambda: t[0])
+    collector = _collector(install(driver), pid_max)
+    bandwidth = []
+    for rx, tx in ((1_000, 0), (3_001_000, 1_000_000), (3_001_000, 1_000_000), (0, 0)):
+        gpu.nvlink_rx_kib, gpu.nvlink_tx_kib = rx, tx
+        collector.collect(TS)
+        bandwidth.append(collector.details["GPU-1"].readings.get("nvlink_bandwidth"))
+        t[0] += 10  # the driver's timestamps, 10 s apart
+    # (4,000,000 KiB both ways / 10 s) / 1000; idle: 0; a counter reset: no value.
+    assert bandwidth == [None, 400.0, 0.0, None]
+
+
+def test_gpm_profiling_ratios_on_hopper(install: Install, pid_max: Path) -> None:
+    h100 = _gpu("GPU-h", utilization_gpu=80, utilization_memory=50)
+    a100 = _gpu("GPU-a", name="NVIDIA A100-SXM4-80GB", utilization_gpu=80)
+    driver = SimulatedDriver([h100, a100], pcie_delay_s=0)
+    collector = _collector(install(driver), pid_max)
+    agent = _agent(collector)
+    agent.collect_once(TS, 0.0)  # the first sample
+    assert "sm_active" not in collector.details["GPU-h"].readings
+    h100.utilization_gpu = 60
+    agent.collect_once(TS, 1.0)
+    text = build_registry(agent).render().decode()
+    assert _dcgm(text, "DCGM_FI_PROF_GR_ENGINE_ACTIVE") == {"GPU-h": 0.6}
+    assert _dcgm(text, "DCGM_FI_PROF_SM_ACTIVE") == {"GPU-h": pytest.approx(0.54)}
+    assert _dcgm(text, "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE") == {"GPU-h": pytest.approx(0.36)}
+    assert _dcgm(text, "DCGM_FI_PROF_DRAM_ACTIVE") == {"GPU-h": 0.5}
+    # Two samples alternate: each query is between the last collection's sample and a new one.
+    assert driver.calls["nvmlGpmSampleAlloc"] == 2
+    assert driver.calls["nvmlGpmSampleGet"] == 2
+    assert driver.calls["nvmlGpmQueryDeviceSupport"] == 2  # once per GPU
+    for _ in range(2):
+        agent.collect_once(TS, 2.0)
+    assert driver.calls["nvmlGpmMetricsGet"] == 3
+    assert driver.calls["nvmlGpmQueryDeviceSupport"] == 2
+    collector.close()
+    assert driver.gpm_samples == {}  # freed
+
+
+def test_no_gpm_on_an_old_driver_or_under_mig(install: Install, pid_max: Path) -> None:
+    mig = _gpu("GPU-m", mig_instances=[SimMigInstance("MIG-a", gi_id=1)])
+    driver = SimulatedDriver([_gpu("GPU-h"), mig], missing=R470_MISSING, pcie_delay_s=0)
+    collector = _collector(install(driver), pid_max)
+    for _ in range(3):
+        _, samples = collector.collect(TS)
+    assert [s["status"] for s in samples] == ["ok", "ok"]
+    assert not any("sm_active" in d.readings for d in collector.details.values())
+    assert driver.calls["nvmlGpmSampleGet"] == 0
+    new_driver = SimulatedDriver([mig], pcie_delay_s=0)
+    collector = _collector(install(new_driver), pid_max)
+    for _ in range(3):
+        collector.collect(TS)
+    assert "sm_active" not in collector.details["GPU-m"].readings
+    assert new_driver.calls["nvmlGpmQueryDeviceSupport"] == 0
