@@ -46,7 +46,10 @@ _DOWN = {
     "LibRmVersionMismatch": "the NVML library and the kernel driver differ (reload the driver)",
     "Unknown": "answers Unknown Error",
 }
-DOWN_STATUS = "lost"  # the only not-ok status wire format v1 has
+# The GPU status sent for a GPU that cannot be read, by NVML error; any other error is "error".
+DOWN_STATUS = {"GpuIsLost": "lost", "ResetRequired": "reset_required",
+               "LibRmVersionMismatch": "driver_mismatch"}  # fmt: skip
+_NO_INSTANCE = 0xFFFFFFFF  # a process record's GPU/compute instance id when MIG is off
 _MISSING = {"FunctionNotFound", "ArgumentVersionMismatch"}  # an older driver, not a fault
 _UNSUPPORTED = {"NotSupported", *_MISSING}  # not worth asking the same GPU again
 PCIE_KB = 1024  # nvmlDeviceGetPcieThroughput answers in KB/s
@@ -61,6 +64,23 @@ _MIG_ENABLED = 1  # NVML_DEVICE_MIG_ENABLE
 # On the wire: MigInstance's fields, and "uuid" (which allocation matching reads; wire format v1
 # has no field for it yet, and the backend ignores it).
 _WIRE_MIG_KEYS = ("uuid", "gi_id", "ci_id", "profile", "memory_total_bytes", "memory_used_bytes")
+
+
+def down_status(why: str) -> str:
+    """The wire status of a GPU that cannot be read because of NVML error ``why``."""
+    return DOWN_STATUS.get(why, "error")
+
+
+def _instance_of(record: Any) -> dict[str, int]:
+    """The MIG GPU and compute instance a process record names (none when MIG is off)."""
+    gi = getattr(record, "gpuInstanceId", _NO_INSTANCE)
+    ci = getattr(record, "computeInstanceId", _NO_INSTANCE)
+    if not isinstance(gi, int) or gi >= _NO_INSTANCE:
+        return {}
+    out = {"gpu_instance_id": gi}
+    if isinstance(ci, int) and ci < _NO_INSTANCE:
+        out["compute_instance_id"] = ci
+    return out
 
 
 class NvmlUnavailable(RuntimeError):
@@ -336,9 +356,9 @@ class NvmlCollector:
         if self._down.get(key) != why:
             self._down[key] = why
             said = _DOWN.get(why, f"cannot be read ({why})")
-            log.error("GPU #%d (%s) %s; reporting it %s", index, key, said, DOWN_STATUS)
-        gpu = {"uuid": key, "index": index, "status": DOWN_STATUS}
-        return gpu, {"gpu_uuid": key, "ts": ts.isoformat(), "status": DOWN_STATUS}
+            log.error("GPU #%d (%s) %s; reporting it %s", index, key, said, down_status(why))
+        gpu = {"uuid": key, "index": index, "status": down_status(why)}
+        return gpu, {"gpu_uuid": key, "ts": ts.isoformat(), "status": down_status(why)}
 
     def _read_handle(
         self, nvml: Any, h: Any, uuid: str, index: int, ts: datetime, detail: GpuDetail
@@ -421,6 +441,7 @@ class NvmlCollector:
             "utilization_memory": None if util is None else float(util.memory),
             "memory_used_bytes": None if mem is None else mem[1],
             "memory_total_bytes": total,
+            "memory_reserved_bytes": None if mem is None else mem[2],
             "power_watts": None if power_mw is None else power_mw / 1000.0,
             "power_limit_watts": None if limit_mw is None else limit_mw / 1000.0,
             "energy_mj": None if energy is None else int(energy),
@@ -440,6 +461,7 @@ class NvmlCollector:
                     "used_memory_bytes": memory_bytes(p.usedGpuMemory),
                     # Listed but without samples since the last reading: idle, not unknown.
                     "sm_utilization": None if sm_util is None else sm_util.get(int(p.pid), 0.0),
+                    **_instance_of(p),
                 }
                 for p in procs
             ],

@@ -199,7 +199,12 @@ def test_unopenable_gpus_get_node_scoped_keys_and_healthy_ones_flow(
         )
         IngestBatch.model_validate(batch)  # the backend takes the whole batch
         keys[node] = [g["uuid"] for g in gpus]
-        assert [s["status"] for s in samples] == ["ok", "lost", "lost", "ok"]
+        assert [s["status"] for s in samples] == [
+            "ok",
+            "error",
+            "lost",
+            "ok",
+        ]  # no permission; lost
         assert samples[0]["utilization_gpu"] is not None
     assert keys["node-a"] == [
         "GPU-ok",
@@ -220,16 +225,21 @@ def test_node_scoped_keys_fit_the_backend_column(install: Install, pid_max: Path
 
 
 @pytest.mark.parametrize(
-    ("code", "reason"),
+    ("code", "reason", "status"),
     [
-        (GPU_IS_LOST, "GpuIsLost"),
-        (RESET_REQUIRED, "ResetRequired"),
-        (LIB_RM_VERSION_MISMATCH, "LibRmVersionMismatch"),
-        (UNKNOWN, "Unknown"),
+        (GPU_IS_LOST, "GpuIsLost", "lost"),
+        (RESET_REQUIRED, "ResetRequired", "reset_required"),
+        (LIB_RM_VERSION_MISMATCH, "LibRmVersionMismatch", "driver_mismatch"),
+        (UNKNOWN, "Unknown", "error"),
     ],
 )
 def test_gpu_failing_a_reading_is_not_ok(
-    install: Install, pid_max: Path, code: int, reason: str, caplog: pytest.LogCaptureFixture
+    install: Install,
+    pid_max: Path,
+    code: int,
+    reason: str,
+    status: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     bad = _gpu("GPU-bad")
     driver = SimulatedDriver([bad, _gpu("GPU-good")], pcie_delay_s=0)
@@ -239,8 +249,11 @@ def test_gpu_failing_a_reading_is_not_ok(
     with caplog.at_level(logging.ERROR):
         for _ in range(2):
             gpus, samples = collector.collect(TS)
-    assert gpus[0] == {"uuid": "GPU-bad", "index": 0, "status": "lost"}
-    assert samples[0] == {"gpu_uuid": "GPU-bad", "ts": TS.isoformat(), "status": "lost"}
+    assert gpus[0] == {"uuid": "GPU-bad", "index": 0, "status": status}
+    assert samples[0] == {"gpu_uuid": "GPU-bad", "ts": TS.isoformat(), "status": status}
+    IngestBatch.model_validate(  # the backend knows every status the agent sends
+        build_batch(node={"name": "n"}, gpus=gpus, samples=samples, host_samples=[])
+    )
     assert collector.details["GPU-bad"].status_reason == reason
     assert samples[1]["status"] == "ok"
     assert len([r for r in caplog.records if "GPU-bad" in r.getMessage()]) == 1
@@ -326,6 +339,10 @@ def test_mig_instances_and_their_processes(install: Install, pid_max: Path) -> N
     assert IngestBatch.model_validate(batch).gpus[0].mig_instances is not None
     assert s["utilization_memory"] is None
     assert [p["sm_utilization"] for p in s["processes"]] == [None, None]
+    # Each process names the instance it runs on (stored by the backend with the process).
+    assert [(p["gpu_instance_id"], p["compute_instance_id"]) for p in s["processes"]] == [
+        (1, 0), (2, 0),
+    ]  # fmt: skip
 
 
 # -- memory -------------------------------------------------------------------------------------
@@ -337,6 +354,7 @@ def test_memory_v2_leaves_reserved_memory_out_of_used(install: Install, pid_max:
     assert s["memory_used_bytes"] == 10 * GIB
     assert s["memory_total_bytes"] == 80 * GIB
     assert collector.details["GPU-1"].memory_reserved_bytes == 512 * MIB
+    assert s["memory_reserved_bytes"] == 512 * MIB  # sent apart, and stored by the backend
     text = build_registry(agent).render().decode()
     assert _value(text, "DCGM_FI_DEV_FB_RESERVED") == 512.0
     assert _value(text, "DCGM_FI_DEV_FB_USED") == 10 * 1024.0
