@@ -8,7 +8,9 @@ node's (or its instance type's) bills show, and only for the time the node was o
 (short gaps between samples count as running), so a partly seen hour or the hour in progress
 costs what has passed. On-prem nodes cost amortized hardware for the observed time plus energy x
 $/kWh x PUE. A node with no price is counted in unpriced GPU-hours, with the reason, never as $0.
-A node's hour is split equally over its GPUs, then over the GPU's owners by time share.
+A node's hour is split equally over its GPUs, then over the GPU's owners by time share, and
+each owner's part into utilized, idle, unused and unmeasured cost (time with no utilization
+reading, as on a MIG-enabled GPU: unknown, never 0 % busy).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ DEFAULT_RULES = ("namespace", "account", "label:team", "tag:team", "tag:cost-cen
 DEFAULT_CURRENCY = "USD"
 GROUPS = ("team", "project", "cluster", "instance_type", "node")  # what spend is grouped by
 NO_GPU = 0  # ``gpu_id`` of a billed hour in which no GPU of the node reported
+# Measured time this close to the seen time is all of it: the rollup sums the same sample
+# durations in another order (idle + low + busy vs. observed), so they differ by float rounding.
+MEASURED_TOLERANCE_SECONDS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class LedgerRow:
     utilized_cost: Decimal
     idle_cost: Decimal
     unused_cost: Decimal
+    unmeasured_cost: Decimal  # the time without a utilization reading
     energy_joules: float
     energy_cost: Decimal
     node_hour_price: Decimal | None = None
@@ -96,8 +102,19 @@ class LedgerRow:
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in LEDGER_FIELDS}
 
+    @property
+    def efficiency(self) -> Decimal | None:
+        return efficiency(self.utilized_cost, self.cost, self.unmeasured_cost)
+
 
 LEDGER_FIELDS = tuple(f.name for f in fields(LedgerRow))
+
+
+def efficiency(utilized: Decimal, cost: Decimal, unmeasured: Decimal) -> Decimal | None:
+    """Utilized share of the measured cost (0-1): utilized / (cost - unmeasured); None when
+    nothing was measured (no cost, or all of it without a utilization reading)."""
+    measured = cost - unmeasured
+    return utilized / measured if measured else None
 
 
 def hours_between(start: datetime, end: datetime) -> list[datetime]:
@@ -262,7 +279,7 @@ def _gpu_rows(
         if cost == 0 and price.source != "unpriced":
             return []
         shares: list[tuple[OwnerShare | None, float]] = [(None, 1.0)]
-        util, idle_frac = Decimal(0), Decimal(0)
+        util, idle_frac, measured_frac = Decimal(0), Decimal(0), Decimal(1)
     else:
         shares = [(o, min(o.seconds / seen_s, 1.0)) for o in usage.owners]
         rest = 1.0 - sum(s for _, s in shares)
@@ -270,20 +287,28 @@ def _gpu_rows(
             shares.append((None, rest if shares else 1.0))
         util = min(max(Decimal(str(usage.utilization_mean or 0)) / 100, Decimal(0)), Decimal(1))
         idle_frac = Decimal(str(min(usage.idle_seconds, seen_s) / seen_s))
-    # Cost = utilized + idle + unused: idle is the cost of the time below the idle threshold,
-    # utilized the used share of capacity, unused the rest (held and working, but not fully).
-    utilized = cost * util
-    idle = min(cost * idle_frac, cost - utilized) if cost >= 0 else cost * idle_frac
+        measured_s = min(usage.measured_seconds, seen_s)
+        if seen_s - measured_s <= MEASURED_TOLERANCE_SECONDS:
+            measured_frac = Decimal(1)
+        else:
+            measured_frac = Decimal(str(measured_s / seen_s))
+    # Cost = utilized + idle + unused + unmeasured. Unmeasured is the cost of the time without
+    # a utilization reading; of the rest, idle is the cost of the time below the idle threshold,
+    # utilized the used share of capacity, unused what remains (held and working, not fully).
+    measured = cost * measured_frac
+    unmeasured = cost - measured
+    utilized = measured * util
+    idle = min(cost * idle_frac, measured - utilized) if cost >= 0 else cost * idle_frac
     rows = []
     for owner, fraction in shares:
         f = Decimal(str(fraction))
         team = owner_team(owner, node, rules) if owner is not None else UNALLOCATED
         project = (owner.namespace or owner.account) if owner is not None else None
-        c, u, i = cost * f, utilized * f, idle * f
+        c, u, i, n = cost * f, utilized * f, idle * f, unmeasured * f
         rows.append(LedgerRow(
             node.node_id, hour, gpu_id, owner_label(owner) if owner else "", price.currency,
-            team, project or UNALLOCATED, price.source, seen_s * fraction, c, u, i, c - u - i,
-            energy_j * fraction, energy_cost * f, price.node_hour,
+            team, project or UNALLOCATED, price.source, seen_s * fraction, c, u, i, c - u - i - n,
+            n, energy_j * fraction, energy_cost * f, price.node_hour,
             price.ratio.value if price.ratio else None, price.ratio.basis if price.ratio else None,
             price.reason,
         ))  # fmt: skip
@@ -302,7 +327,8 @@ def _merge_owners(rows: list[LedgerRow]) -> list[LedgerRow]:
             m.node_id, m.hour, m.gpu_id, m.owner, m.currency, m.team, m.project, m.source,
             m.gpu_seconds + r.gpu_seconds, m.cost + r.cost, m.utilized_cost + r.utilized_cost,
             m.idle_cost + r.idle_cost, m.unused_cost + r.unused_cost,
-            m.energy_joules + r.energy_joules, m.energy_cost + r.energy_cost, m.node_hour_price,
-            m.price_ratio, m.price_basis, m.unpriced_reason,
+            m.unmeasured_cost + r.unmeasured_cost, m.energy_joules + r.energy_joules,
+            m.energy_cost + r.energy_cost, m.node_hour_price, m.price_ratio, m.price_basis,
+            m.unpriced_reason,
         )  # fmt: skip
     return list(merged.values())

@@ -51,10 +51,11 @@ BATCH_KEYS = 5000  # stale (node, hour) keys per transaction
 MAX_SPREAD = timedelta(days=400)  # a bill row longer than this (none seen) is not spread
 RATIO_QUANTUM = Decimal("0.000001")
 GPU_COMPONENTS = ("instance", "gpu")
-MONEY = ("cost", "utilized_cost", "idle_cost", "unused_cost", "energy_cost")
+MONEY = ("cost", "utilized_cost", "idle_cost", "unused_cost", "unmeasured_cost", "energy_cost")
 # What pricing reads of an hourly rollup (plain rows: loading ORM objects was a third of the time).
 USAGE_COLUMNS = [getattr(GpuHourRollup, c) for c in ("gpu_id", "bucket", "observed_seconds",
-                 "utilization_mean", "idle_seconds", "energy_joules", "owners")]  # fmt: skip
+                 "utilization_mean", "idle_seconds", "low_util_seconds", "busy_seconds",
+                 "energy_joules", "owners")]  # fmt: skip
 DAY_KEY = ("node_id", "owner", "team", "project", "source", "currency")
 
 

@@ -1,4 +1,5 @@
-"""Costs API: GPU spend over a window from the cost ledger, grouped, with idle and unused shares."""
+"""Costs API: GPU spend over a window from the cost ledger, grouped, with its utilized, idle,
+unused and unmeasured shares."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from app.costs import service
+from app.costs.engine import efficiency
 from app.deps import SessionDep, ViewerAuth
 from app.errors import AppError, Forbidden, Unauthenticated, error_responses
 from app.kit.money import money_str, round_columns
@@ -40,7 +42,8 @@ def get_costs(
     ] = None,
 ) -> dict[str, object]:
     """GPU cost in [from, to) by group, rounded to the currency's minor unit so that the groups
-    add up to ``total`` exactly; ``exact`` keeps the unrounded figures for reconciliation."""
+    add up to ``total`` exactly; ``exact`` keeps the unrounded figures for reconciliation.
+    ``efficiency``: utilized / (cost - unmeasured), null when no cost was measured."""
     zone_info = zone(tz)
     lo, hi = parse_instant(start, tz=zone_info), parse_instant(end, tz=zone_info, end=True)
     if hi <= lo:
@@ -60,6 +63,7 @@ def get_costs(
     for n in names:
         for q in service.QUANTITIES:
             groups[n][q] = format(report.groups[n][q].quantize(_QUANTITY), "f")
+        groups[n]["efficiency"] = _efficiency(report.groups[n])
         groups[n]["exact"] = {c: _exact(report.groups[n][c]) for c in service.AMOUNTS}
     return {
         "group_by": report.group_by,
@@ -69,7 +73,8 @@ def get_costs(
         "other_currencies": report.other_currencies,
         "total": money_str(report.total["cost"], report.currency),
         "totals": {c: money_str(report.total[c], report.currency) for c in service.AMOUNTS}
-        | {q: format(report.total[q].quantize(_QUANTITY), "f") for q in service.QUANTITIES},
+        | {q: format(report.total[q].quantize(_QUANTITY), "f") for q in service.QUANTITIES}
+        | {"efficiency": _efficiency(report.total)},
         "exact_total": _exact(report.total["cost"]),
         "groups": groups,
         "pricing": [
@@ -89,3 +94,11 @@ _QUANTITY = Decimal("0.0001")  # GPU-hours and kWh: four places
 
 def _exact(value: object) -> str:
     return f"{value:f}"
+
+
+def _efficiency(amounts: dict[str, Decimal]) -> float | None:
+    value = efficiency(amounts["utilized_cost"], amounts["cost"], amounts["unmeasured_cost"])
+    return None if value is None else float(value.quantize(_RATIO))
+
+
+_RATIO = Decimal("0.0001")  # as the spend report's JSON

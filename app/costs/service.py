@@ -199,7 +199,7 @@ class CostReport:
 
 
 AMOUNTS = ("cost", "billed_cost", "estimated_cost", "onprem_cost", "utilized_cost",
-           "idle_cost", "unused_cost", "energy_cost")  # fmt: skip
+           "idle_cost", "unused_cost", "unmeasured_cost", "energy_cost")  # fmt: skip
 QUANTITIES = ("gpu_hours", "unpriced_gpu_hours", "energy_kwh")
 
 

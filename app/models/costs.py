@@ -24,6 +24,9 @@ class _CostColumns:
     utilized_cost: Mapped[Decimal] = mapped_column(Money())
     idle_cost: Mapped[Decimal] = mapped_column(Money())
     unused_cost: Mapped[Decimal] = mapped_column(Money())
+    # The cost of the observed time without a utilization reading (a MIG-enabled GPU reports
+    # none): neither utilized, idle nor unused. Rows written before it existed hold 0.
+    unmeasured_cost: Mapped[Decimal] = mapped_column(Money(), server_default="0")
     energy_joules: Mapped[float] = mapped_column(Float)
     energy_cost: Mapped[Decimal] = mapped_column(Money())
 

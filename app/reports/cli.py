@@ -14,10 +14,11 @@ from app.reports.period import PERIOD_HELP
 
 FORMATS = ("csv", "xlsx", "json")
 DESCRIPTION = """\
-Write the GPU spend report: cost by group (billed, estimated, on-prem), the utilized, idle and
-unused shares, energy, efficiency and the change against the previous period (the month before
-a month, else the same length just before),
-with the bills' coverage, unpriced nodes and the top idle owners.
+Write the GPU spend report: cost by group (billed, estimated, on-prem), the utilized, idle,
+unused and unmeasured shares (unmeasured: time without a utilization reading, as on MIG GPUs),
+energy, efficiency (utilized / measured cost) and the change against the previous period (the
+month before a month, else the same length just before), with the bills' coverage, unpriced
+nodes and the top idle owners.
 
 Period: --period YYYY-MM (a calendar month), last-month, mtd, last-24h, last-7d or last-30d; or
 --from and --to. A date given to --to is included (the report ends at the start of the next

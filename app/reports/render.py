@@ -210,7 +210,8 @@ def to_csv(report: SpendReport) -> str:
 
 _TITLES = {"gpu_hours": "GPU-hours", "cost": "Cost", "billed": "Billed", "estimated": "Estimated",
            "onprem": "On-prem", "unpriced_gpu_hours": "Unpriced GPU-hours", "utilized": "Utilized",
-           "idle": "Idle", "unused": "Unused", "energy_kwh": "Energy (kWh)",
+           "idle": "Idle", "unused": "Unused", "unmeasured": "Unmeasured",
+           "energy_kwh": "Energy (kWh)",
            "energy_cost": "Energy cost"}  # fmt: skip
 
 

@@ -3,11 +3,11 @@
 Each column is rounded to the currency's minor unit with the largest-remainder method
 (``app.kit.money.round_parts``), so the lines of a currency add up to its rounded total. Rounding
 columns one by one would leave lines whose billed + estimated + on-prem (or utilized + idle +
-unused) is a cent off their cost, so those shares are rounded per line instead, to the line's
-rounded cost, and ``_balance`` then moves single units between lines within a share until the
-share's sum is the total's rounding (controlled rounding, Cox 1987). Every amount stays within one
-unit of its exact value; the total row shows the sums of the lines. A group's rounded days add up
-to its rounded cost.
+unused + unmeasured) is a cent off their cost, so those shares are rounded per line instead, to
+the line's rounded cost, and ``_balance`` then moves single units between lines within a share
+until the share's sum is the total's rounding (controlled rounding, Cox 1987). Every amount stays
+within one unit of its exact value; the total row shows the sums of the lines. A group's rounded
+days add up to its rounded cost.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from app.kit.money import quantum, round_money, round_parts
 from app.reports.types import MONEY_FIELDS, Amounts, DailyCost, SpendReport
 
 COLUMNS = ("gpu_hours", "cost", "billed", "estimated", "onprem", "unpriced_gpu_hours",
-           "utilized", "idle", "unused", "energy_kwh", "energy_cost")  # fmt: skip
-SPLITS = (("billed", "estimated", "onprem"), ("utilized", "idle", "unused"))  # each = cost
+           "utilized", "idle", "unused", "unmeasured", "energy_kwh", "energy_cost")  # fmt: skip
+SPLITS = (("billed", "estimated", "onprem"), ("utilized", "idle", "unused", "unmeasured"))  # = cost
 QUANTITY_DIGITS = {"gpu_hours": 2, "unpriced_gpu_hours": 2, "energy_kwh": 3}
 _WHOLE_UNITS = "JPY"  # ISO 4217 gives the yen no minor unit: round_parts rounds to integers
 

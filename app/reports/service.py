@@ -70,6 +70,7 @@ def _amounts(by_source: dict[str, Sums]) -> Amounts:
         utilized=total.money["utilized_cost"],
         idle=total.money["idle_cost"],
         unused=total.money["unused_cost"],
+        unmeasured=total.money["unmeasured_cost"],
         energy_kwh=Decimal(str(total.energy_joules)) / JOULES_PER_KWH,
         energy_cost=total.money["energy_cost"],
     )

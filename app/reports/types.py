@@ -6,13 +6,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+from app.costs.engine import efficiency
+
 NO_TELEMETRY = "(bill only: no telemetry)"  # the coverage line's group name
 
 
 @dataclass(frozen=True)
 class Amounts:
     """One group's GPU spend in one currency. ``cost`` = billed + estimated + onprem, and
-    = utilized + idle + unused (the three cost shares add up to the cost)."""
+    = utilized + idle + unused + unmeasured (the four cost shares add up to the cost)."""
 
     gpu_hours: Decimal = Decimal(0)
     cost: Decimal = Decimal(0)
@@ -23,17 +25,19 @@ class Amounts:
     utilized: Decimal = Decimal(0)
     idle: Decimal = Decimal(0)  # GPU time below the idle threshold
     unused: Decimal = Decimal(0)  # allocated and working, but the unused share of capacity
+    unmeasured: Decimal = Decimal(0)  # observed time without a utilization reading (MIG)
     energy_kwh: Decimal = Decimal(0)
     energy_cost: Decimal = Decimal(0)
 
     @property
     def efficiency(self) -> Decimal | None:
-        """Utilized share of spend (0-1), None without spend."""
-        return self.utilized / self.cost if self.cost else None
+        """Utilized share of the measured spend (0-1): utilized / (cost - unmeasured); None
+        when nothing was measured."""
+        return efficiency(self.utilized, self.cost, self.unmeasured)
 
 
 MONEY_FIELDS = ("cost", "billed", "estimated", "onprem", "utilized", "idle", "unused",
-                "energy_cost")  # fmt: skip
+                "unmeasured", "energy_cost")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.config import settings
 from app.costs import dirty as cost_dirty
+from app.findings import dirty as findings_dirty
 from app.kit.timebuckets import HOUR, MINUTE, floor_hour, floor_minute, utc
 from app.models import Gpu, GpuHourRollup
 from app.usage import repository
@@ -112,6 +113,7 @@ def _refresh(
                     for b in roll(points.get(entity_id, []), only=wanted, thresholds=limits)
                 )
             repository.replace_buckets(session, kind, "minute", keys, rows)
+            findings_dirty.mark_rollup(session, kind, keys)  # re-read minutes already evaluated
             minute_count += len(rows)
             hours = {(e, floor_hour(m)) for e, m in keys}
             h_first, h_last = min(h for _, h in hours), max(h for _, h in hours)
@@ -174,6 +176,7 @@ def gpu_hour_of(row: Any, node_id: int) -> GpuHour:
         node_id=node_id,
         hour=row.bucket,
         observed_seconds=row.observed_seconds,
+        measured_seconds=row.idle_seconds + row.low_util_seconds + row.busy_seconds,
         utilization_mean=row.utilization_mean,
         idle_seconds=row.idle_seconds,
         energy_joules=row.energy_joules,

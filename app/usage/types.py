@@ -26,7 +26,10 @@ class GpuHour:
     node_id: int
     hour: datetime  # start of the hour, UTC
     observed_seconds: float  # time covered by samples
-    utilization_mean: float | None  # percent
+    # Of which samples with a utilization reading (idle + low + busy seconds); a MIG-enabled
+    # GPU, or a driver without the counter, reports none: its time is unmeasured, not idle.
+    measured_seconds: float
+    utilization_mean: float | None  # percent, over the measured seconds
     idle_seconds: float  # below the idle threshold
     energy_joules: float | None
     owners: list[OwnerShare] = field(default_factory=list)

@@ -132,7 +132,8 @@ def index(request: Request, session: SessionDep) -> Response:
     )
 
 
-SPEND_COLUMNS = ("cost", "billed_cost", "estimated_cost", "idle_cost", "unused_cost")
+SPEND_COLUMNS = ("cost", "billed_cost", "estimated_cost", "idle_cost", "unused_cost",
+                 "unmeasured_cost")  # fmt: skip
 
 
 def _spend_table(session: Session, now: datetime) -> dict[str, Any]:

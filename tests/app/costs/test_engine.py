@@ -27,8 +27,13 @@ DGX = BOOK.find("onprem", "dgx-h100", None)
 
 
 def _hour(gpu: int, node: int, owners: list[OwnerShare], *, seen: float = 3600.0,
-          util: float = 50.0, idle: float = 600.0) -> GpuHour:  # fmt: skip
-    return GpuHour(gpu, node, T0, seen, util, idle, 1_800_000.0, owners)
+          util: float | None = 50.0, idle: float = 600.0,
+          measured: float | None = None) -> GpuHour:  # fmt: skip
+    """One GPU's hour; ``measured`` (seconds with a utilization reading) defaults to ``seen``."""
+    return GpuHour(gpu_id=gpu, node_id=node, hour=T0, observed_seconds=seen,
+                   measured_seconds=seen if measured is None else measured,
+                   utilization_mean=util, idle_seconds=idle, energy_joules=1_800_000.0,
+                   owners=owners)  # fmt: skip
 
 
 def test_billed_hour_split_over_gpus_and_owners() -> None:
@@ -44,7 +49,8 @@ def test_billed_hour_split_over_gpus_and_owners() -> None:
     assert [r.cost for r in gpu10] == [Decimal(1), Decimal("0.5"), Decimal("0.5")]
     assert sum(r.cost for r in rows) == Decimal(4)
     for r in rows:
-        assert r.utilized_cost + r.idle_cost + r.unused_cost == r.cost
+        assert r.utilized_cost + r.idle_cost + r.unused_cost + r.unmeasured_cost == r.cost
+        assert r.unmeasured_cost == 0
 
 
 def test_estimate_is_price_times_observed_time() -> None:
@@ -112,7 +118,8 @@ def test_daily_charge_spread_over_hours_run() -> None:
 
 def test_partly_observed_billed_hour_is_split_as_observed() -> None:
     """An hour seen for 20 minutes (agent started mid-hour) goes to whoever held the GPU then."""
-    hour = GpuHour(10, 1, T0, 1200.0, 0.0, 1200.0, None, [OwnerShare(900.0, namespace="search")])
+    hour = _hour(10, 1, [OwnerShare(900.0, namespace="search")], seen=1200.0, util=0.0,
+                 idle=1200.0)  # fmt: skip
     rows = price_node_hours(AWS, gpu_ids=[10], hours=[T0], usage=[hour],
                             billed={(T0, "USD"): Decimal("2")}, entry=P4D)  # fmt: skip
     assert [(r.team, r.cost) for r in rows] == [
@@ -121,3 +128,51 @@ def test_partly_observed_billed_hour_is_split_as_observed() -> None:
     ]
     # Idle all the time it was seen: the whole GPU-hour is idle cost.
     assert sum(r.idle_cost for r in rows) == Decimal(2)
+
+
+JOB = OwnerShare(3600.0, job_id="77", account="vision")
+
+
+def test_an_hour_without_utilization_is_unmeasured_not_unused() -> None:
+    """A MIG-enabled GPU reports no device utilization (NVML: not supported; the agent sends
+    null): its observed hour is unmeasured cost, never 0 % busy."""
+    rows = price_node_hours(AWS, gpu_ids=[10], hours=[T0],
+                            usage=[_hour(10, 1, [JOB], util=None, idle=0.0, measured=0.0)],
+                            billed={(T0, "USD"): Decimal("4")}, entry=P4D)  # fmt: skip
+    (row,) = rows
+    assert (row.owner, row.cost) == ("job 77 (vision)", Decimal(4))
+    assert row.utilized_cost == row.idle_cost == row.unused_cost == 0
+    assert row.unmeasured_cost == Decimal(4)
+    assert row.efficiency is None
+
+
+def test_a_half_measured_hour() -> None:
+    """Half the hour at 50 % (with a reading), half without: half the cost is unmeasured, a
+    quarter utilized, and efficiency is measured over the measured half only."""
+    owners = [OwnerShare(1800.0, job_id="77"), OwnerShare(1800.0, job_id="78")]
+    hour = _hour(10, 1, owners, util=50.0, idle=0.0, measured=1800.0)
+    rows = price_node_hours(AWS, gpu_ids=[10], hours=[T0], usage=[hour],
+                            billed={(T0, "USD"): Decimal("4")}, entry=P4D)  # fmt: skip
+    assert sum(r.cost for r in rows) == Decimal(4)
+    assert sum(r.unmeasured_cost for r in rows) == Decimal(2)
+    assert sum(r.utilized_cost for r in rows) == Decimal(1)
+    assert sum(r.idle_cost for r in rows) == 0
+    assert sum(r.unused_cost for r in rows) == Decimal(1)
+    for r in rows:
+        assert r.utilized_cost + r.idle_cost + r.unused_cost + r.unmeasured_cost == r.cost
+        assert r.efficiency == Decimal("0.5")
+
+
+def test_idle_time_is_counted_within_the_measured_part() -> None:
+    """An estimated hour: 30 minutes without a reading, 30 with one (20 of them idle, a mean
+    of 20 %). Idle is the idle time's cost; utilized + idle stay within the measured half."""
+    hour = _hour(10, 1, [], util=20.0, idle=1200.0, measured=1800.0)
+    (row,) = price_node_hours(AWS, gpu_ids=[10], hours=[T0], usage=[hour], billed={},
+                              entry=P4D)  # fmt: skip
+    assert row.cost > 0
+    assert row.unmeasured_cost == row.cost / 2
+    assert row.utilized_cost == row.cost / 2 * Decimal("0.2")
+    assert abs(row.idle_cost - row.cost / 3) < Decimal("1e-12")
+    assert row.utilized_cost + row.idle_cost + row.unused_cost + row.unmeasured_cost == row.cost
+    assert row.unused_cost > 0
+    assert row.efficiency == row.utilized_cost / (row.cost / 2)

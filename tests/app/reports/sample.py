@@ -29,16 +29,20 @@ def _amount(rng: random.Random, high: int = 10**9) -> Decimal:
 
 
 def make_amounts(rng: random.Random) -> Amounts:
-    """Consistent amounts: cost = billed + estimated + onprem = utilized + idle + unused."""
+    """Consistent amounts: cost = billed + estimated + onprem = utilized + idle + unused +
+    unmeasured. About one group in seven has no utilization reading at all (MIG-enabled GPUs),
+    as many have one all the time."""
+    six = Decimal("0.000001")
     billed, estimated, onprem = _amount(rng), _amount(rng), _amount(rng, 10**8)
     cost = billed + estimated + onprem
-    utilized = (cost * Decimal(rng.randint(0, 1000)) / 1000).quantize(Decimal("0.000001"))
-    idle = ((cost - utilized) * Decimal(rng.randint(0, 1000)) / 1000).quantize(Decimal("0.000001"))
+    measured = (cost * Decimal(min(max(rng.randint(-200, 1200), 0), 1000)) / 1000).quantize(six)
+    utilized = (measured * Decimal(rng.randint(0, 1000)) / 1000).quantize(six)
+    idle = ((measured - utilized) * Decimal(rng.randint(0, 1000)) / 1000).quantize(six)
     return Amounts(
         gpu_hours=_amount(rng, 10**7), cost=cost, billed=billed, estimated=estimated,
         onprem=onprem, unpriced_gpu_hours=_amount(rng, 10**5), utilized=utilized, idle=idle,
-        unused=cost - utilized - idle, energy_kwh=_amount(rng, 10**7),
-        energy_cost=_amount(rng, 10**6),
+        unused=measured - utilized - idle, unmeasured=cost - measured,
+        energy_kwh=_amount(rng, 10**7), energy_cost=_amount(rng, 10**6),
     )  # fmt: skip
 
 

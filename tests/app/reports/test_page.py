@@ -120,3 +120,31 @@ def test_the_real_service_on_an_empty_ledger(client: TestClient, session: Sessio
     r = client.get(f"{PAGE}?period=2026-11")
     assert r.status_code == 200, r.text
     assert "No GPU spend in this period." in r.text
+
+
+def test_unmeasured_cost_has_its_column_and_no_efficiency(
+    client: TestClient, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A team whose GPUs report no utilization (MIG): its cost is unmeasured, efficiency n/a."""
+    import dataclasses
+    from decimal import Decimal
+
+    from app.reports import service as reports_service
+    from app.reports.types import Amounts, SpendLine
+    from tests.app.reports.sample import make_report
+
+    mig = Amounts(gpu_hours=Decimal(8), cost=Decimal("12.3456"), estimated=Decimal("12.3456"),
+                  unmeasured=Decimal("12.3456"))  # fmt: skip
+    report = dataclasses.replace(make_report(groups=0), lines=[SpendLine(("mig",), "USD", mig)],
+                                 totals={"USD": mig}, daily=[])  # fmt: skip
+    monkeypatch.setattr(reports_service, "spend_report", lambda _session, **_kw: report)
+    _sign_in(client, session)
+    r = client.get(f"{PAGE}?period=2026-11")
+    assert r.status_code == 200, r.text
+    assert '<th class="num">Unmeasured</th>' in r.text
+    row = r.text.split("<td>mig</td>")[1].split("</tr>")[0]
+    cells = [c.split("</td>")[0] for c in row.split('<td class="num">')[1:]]
+    # GPU-h, cost, billed, estimated, on-prem, unpriced, utilized, idle, unused, unmeasured, ...
+    assert cells[1] == cells[3] == cells[9] == "12.35"
+    assert cells[6] == cells[7] == cells[8] == "0.00"
+    assert cells[12] == "n/a"

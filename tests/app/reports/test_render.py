@@ -75,17 +75,17 @@ class TestRoundingTables:
         for r in [*table.lines, table.total]:
             v = r.values
             assert v["billed"] + v["estimated"] + v["onprem"] == v["cost"], r.key
+            shares = v["utilized"] + v["idle"] + v["unused"] + v["unmeasured"]
             if r.key and r.key[0] == NO_TELEMETRY:
-                assert v["utilized"] == v["idle"] == v["unused"] == 0
+                assert shares == 0
             elif r.key:
-                assert v["utilized"] + v["idle"] + v["unused"] == v["cost"], r.key
+                assert shares == v["cost"], r.key
             for column in MONEY_FIELDS:
                 assert abs(v[column] - getattr(r.exact, column)) < unit, (r.key, column)
         nt = next(r for r in table.lines if r.key[0] == NO_TELEMETRY)
-        shares = (
-            table.total.values["utilized"]
-            + table.total.values["idle"]
-            + table.total.values["unused"]
+        shares = sum(
+            (table.total.values[c] for c in ("utilized", "idle", "unused", "unmeasured")),
+            Decimal(0),
         )
         assert shares + nt.values["cost"] == table.total.values["cost"]
 
@@ -135,11 +135,41 @@ class TestCsv:
         )
         assert list(rows[0]) == [
             "team", "currency", "gpu_hours", "cost", "billed", "estimated", "onprem",
-            "unpriced_gpu_hours", "utilized", "idle", "unused", "energy_kwh", "energy_cost",
+            "unpriced_gpu_hours", "utilized", "idle", "unused", "unmeasured", "energy_kwh",
+            "energy_cost",
             "efficiency_pct", "previous_cost", "change_pct",
         ]  # fmt: skip
         assert [r["team"] for r in rows].count("TOTAL") == 2
         assert NO_TELEMETRY in [r["team"] for r in rows]
+
+    @pytest.mark.parametrize("seed", SEEDS)
+    def test_unmeasured_column_rows_add_up(self, seed: int) -> None:
+        """Cost without a utilization reading is its own column: per row the four shares add
+        up to the cost, the rows add up to the TOTAL row, and efficiency leaves it out."""
+        report = make_report(seed=seed, groups=12)
+        _header, rows = _parse_csv(render.to_csv(report))
+        lines = [r for r in rows if r["team"] != "TOTAL"]
+        (total,) = [r for r in rows if r["team"] == "TOTAL"]
+        assert sum(Decimal(r["unmeasured"]) for r in lines) == Decimal(total["unmeasured"])
+        for r in lines:
+            shares = [Decimal(r[c]) for c in ("utilized", "idle", "unused", "unmeasured")]
+            if r["team"] != NO_TELEMETRY:
+                assert sum(shares) == Decimal(r["cost"]), r["team"]
+        exact = {line.key[0]: line.amounts for line in report.lines}
+        for r in lines:
+            a = exact[r["team"]]
+            if a.cost == a.unmeasured:
+                assert r["efficiency_pct"] == ""  # nothing measured: no efficiency
+            else:
+                expected = a.utilized / (a.cost - a.unmeasured) * 100
+                assert Decimal(r["efficiency_pct"]) == expected.quantize(Decimal("0.01"))
+
+    def test_a_group_with_no_reading_has_no_efficiency(self) -> None:
+        reports = [make_report(seed=seed, groups=12) for seed in SEEDS]
+        lines = [x for r in reports for x in r.lines if x.amounts.cost > 0]
+        unmeasured = [x for x in lines if x.amounts.unmeasured == x.amounts.cost]
+        assert unmeasured  # the sample has such groups
+        assert all(x.amounts.efficiency is None for x in unmeasured)
 
     def test_minor_units(self) -> None:
         for cur, digits in (("USD", 2), ("JPY", 0), ("KWD", 3)):
@@ -155,7 +185,7 @@ class TestCsv:
     def test_efficiency_and_change_are_percent(self) -> None:
         report = make_report()
         _header, rows = _parse_csv(render.to_csv(report))
-        line = report.lines[0]
+        line = next(x for x in report.lines if x.amounts.efficiency is not None)
         row = next(r for r in rows if r["team"] == line.key[0])
         assert line.amounts.efficiency is not None
         assert Decimal(row["efficiency_pct"]) == (line.amounts.efficiency * 100).quantize(
@@ -207,7 +237,7 @@ class TestXlsx:
             lines = [r for r in rows if r["Currency"] == cur and r["team"] != "TOTAL"]
             (total,) = [r for r in rows if r["Currency"] == cur and r["team"] == "TOTAL"]
             for column in ("Cost", "Billed", "Estimated", "On-prem", "Utilized", "Idle", "Unused",
-                           "Energy cost", "GPU-hours", "Energy (kWh)"):  # fmt: skip
+                           "Unmeasured", "Energy cost", "GPU-hours", "Energy (kWh)"):  # fmt: skip
                 assert sum(_dec(r[column]) for r in lines) == _dec(total[column]), column
             costs |= {(str(r["team"]), cur): _dec(r["Cost"]) for r in lines}
         _names, days = _table(wb["Daily"])
@@ -227,13 +257,16 @@ class TestXlsx:
         for row in ws.iter_rows(min_row=header_row + 1):
             cells = dict(zip(names, row, strict=False))
             cur = cells["Currency"].value
-            for column in ("Cost", "Billed", "Idle", "GPU-hours", "Efficiency"):
+            for column in ("Cost", "Billed", "Idle", "Unmeasured", "GPU-hours", "Efficiency"):
                 cell = cells[column]
                 assert cell.data_type == "n", (column, cell.value)
                 assert not isinstance(cell.value, str)
             assert cells["Cost"].number_format == ("#,##0" if cur == "JPY" else "#,##0.00")
+            assert cells["Unmeasured"].number_format == cells["Cost"].number_format
             assert cells["GPU-hours"].number_format == "#,##0.00"
-            assert cells["Efficiency"].number_format == "0.00%"
+            # No efficiency where nothing was measured: an empty cell, not 0 %.
+            efficiency = cells["Efficiency"]
+            assert efficiency.number_format == ("General" if efficiency.value is None else "0.00%")
             seen.add(cur)
             if cur == "JPY":
                 assert float(str(cells["Cost"].value)).is_integer()
