@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".gpuledger")
 SQLITE_FILE_NAME = "gpuledger.db"
+# Idle power of GPU models at rest (P8, no context), watts: the energy_waste floor.
+IDLE_POWER_WATTS = {
+    "H200": 75.0, "H100": 70.0, "A100": 55.0, "A10G": 25.0, "A10": 25.0, "L40S": 35.0,
+    "L40": 35.0, "L4": 16.0, "T4": 10.0, "V100": 40.0, "A40": 30.0, "B200": 140.0,
+}  # fmt: skip
 
 
 class Settings(BaseSettings):
@@ -37,6 +42,41 @@ class Settings(BaseSettings):
     hour_rollup_retention_days: int | None = Field(default=None, ge=1)  # None keeps them
     partition_days_ahead: int = Field(default=3, ge=1)
     rollup_batch_rows: int = Field(default=20_000, ge=1)
+    # Backend /metrics: Prometheus sends the token as "Authorization: Bearer <token>"; with no
+    # token the endpoint refuses every scrape unless metrics_open says it may stay open.
+    metrics_token: SecretStr | None = None
+    metrics_open: bool = False
+    # Findings (docs/findings.md): rules per kind; every threshold can be changed per team and
+    # kind in findings_overrides, e.g. {"ml": {"idle_allocated": {"minutes": 60}}}, and a team
+    # can mute a kind with {"ml": {"energy_waste": {"mute": true}}}.
+    findings_idle_utilization_percent: float = Field(default=5.0, ge=0, le=100)
+    findings_idle_resolve_utilization_percent: float = Field(default=15.0, ge=0, le=100)
+    findings_idle_allocated_minutes: int = Field(default=30, ge=1)
+    findings_idle_unallocated_minutes: int = Field(default=60, ge=1)
+    findings_starvation_utilization_percent: float = Field(default=60.0, ge=0, le=100)
+    findings_starvation_sawtooth_percent: float = Field(default=20.0, ge=0)  # std between minutes
+    findings_starvation_io_ratio: float = Field(default=0.20, ge=0, le=1)  # iowait or PSI some
+    findings_starvation_io_resolve_ratio: float = Field(default=0.10, ge=0, le=1)
+    findings_starvation_disk_ceiling_ratio: float = Field(default=0.9, gt=0, le=1)
+    findings_starvation_disk_min_bytes_per_second: float = Field(default=50e6, ge=0)
+    findings_starvation_minutes: int = Field(default=10, ge=1)
+    findings_energy_utilization_percent: float = Field(default=1.0, ge=0, le=100)  # "≈ 0"
+    findings_energy_margin_watts: float = Field(default=25.0, ge=0)
+    findings_energy_margin_ratio: float = Field(default=0.5, ge=0)  # of the idle floor
+    findings_energy_minutes: int = Field(default=15, ge=1)
+    # Idle power floor per GPU model (case-insensitive substring of the model name; the longest
+    # match wins); a model not listed uses its own lowest hourly mean power of the day before.
+    findings_idle_power_watts: dict[str, float] = Field(
+        default_factory=lambda: dict(IDLE_POWER_WATTS)
+    )
+    findings_stale_intervals: int = Field(default=15, ge=1)  # 3 intervals x 5 (DESIGN.md)
+    findings_stale_interval_seconds: float = Field(default=10.0, gt=0)  # when not measurable
+    findings_resolve_minutes: int = Field(default=3, ge=1)  # hysteresis: resolve after N minutes
+    findings_gap_minutes: int = Field(default=2, ge=1)  # a run before opening survives N-1
+    findings_reopen_quiet_minutes: int = Field(default=30, ge=0)  # closer recurrences continue
+    findings_overrides: dict[str, dict[str, dict[str, float | bool]]] = Field(default_factory=dict)
+    findings_initial_lookback_hours: int = Field(default=24, ge=1)  # the very first evaluation
+    findings_window_minutes: int = Field(default=720, ge=60)  # longest stretch per step
 
     @field_validator("database_url")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -46,3 +47,11 @@ def require_role(role: Role) -> Callable[[Request, Session], ApiKey]:
 
 ViewerAuth = Annotated[ApiKey, Depends(require_role(Role.VIEWER))]
 AdminAuth = Annotated[ApiKey, Depends(require_role(Role.ADMIN))]
+
+
+def request_now() -> datetime:
+    """The time of the request; tests override this dependency to pin it."""
+    return datetime.now(UTC)
+
+
+NowDep = Annotated[datetime, Depends(request_now)]

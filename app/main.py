@@ -17,6 +17,8 @@ from app.config import settings
 from app.costs.router import router as costs_router
 from app.db import get_engine
 from app.errors import AppError
+from app.findings.metrics import router as metrics_router
+from app.findings.router import router as findings_router
 from app.ingest.router import router as ingest_router
 from app.kit.validation import PayloadInvalid, field_errors, summarize
 from app.nodes.router import router as nodes_router
@@ -78,5 +80,7 @@ def create_app(*, embedded_jobs: bool | None = None) -> FastAPI:
     app.include_router(nodes_router)
     app.include_router(usage_router)
     app.include_router(reports_router)
+    app.include_router(findings_router)
+    app.include_router(metrics_router)
     app.include_router(web_router)
     return app

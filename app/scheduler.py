@@ -32,6 +32,7 @@ class PeriodicJob:
 PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("usage.rollup", 60.0, "app.usage.tasks:rollup"),
     PeriodicJob("costs.reprice", 60.0, "app.costs.tasks:reprice"),
+    PeriodicJob("findings.evaluate", 60.0, "app.findings.tasks:evaluate"),  # after both above
     PeriodicJob("usage.retention", 3600.0, "app.usage.tasks:apply_retention"),
 ]
 

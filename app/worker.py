@@ -11,7 +11,9 @@ from sqlalchemy.orm import Session
 from app.config import settings
 from app.scheduler import PERIODIC_JOBS
 
-TASK_MODULES = ["app.tasks", "app.usage.tasks", "app.billing.tasks", "app.costs.tasks"]
+TASK_MODULES = [
+    "app.tasks", "app.usage.tasks", "app.billing.tasks", "app.costs.tasks", "app.findings.tasks",
+]  # fmt: skip
 
 
 def make_celery(redis_url: str | None) -> Celery:

@@ -35,6 +35,7 @@ NOT_SOURCE = shutil.ignore_patterns(
 )
 START_POLLS = 600  # x 0.2 s: the demo migrates, then starts listening
 DATA_POLLS = 300  # x 0.2 s: then its backfill and bill import land
+METRICS_TOKEN = "wheel-test-scrape-token"  # /metrics takes this, not an API key
 
 
 def _free_port() -> int:
@@ -183,6 +184,7 @@ def demo(fresh: Path, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     data_dir = tmp_path / "data"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["GPULEDGER_METRICS_TOKEN"] = METRICS_TOKEN
     log_path = tmp_path / "demo.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
@@ -258,7 +260,11 @@ def test_installed_demo_serves_every_page_and_api(
         assert {"/api/v1/costs", "/api/v1/pricebook", "/api/v1/gpus", "/api/v1/nodes"} <= {
             p for p, _ in routes
         }
-        answers = {path: _get(client, path, params) for path, params in routes}
+        scrape = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        answers = {
+            path: _get(client, path, params, scrape if path == "/metrics" else None)
+            for path, params in routes
+        }
         failed = {p: a for p, a in answers.items() if a[0] != 200}
         assert failed == {}, log.read_text()[-3000:]
         assert json.loads(answers["/api/v1/pricebook"][1])

@@ -3,6 +3,7 @@
 from app.models.auth import ApiKey, NodeToken
 from app.models.billing import BillingImport, BillingLineItem, PriceBookEntry
 from app.models.costs import CostDirty, CostLedgerDay, CostLedgerHour
+from app.models.findings import Finding, FindingCursor, FindingDirty
 from app.models.nodes import Cluster, Gpu, Node
 from app.models.samples import GpuProcessSample, GpuSample, HostSample
 from app.models.usage import (
@@ -22,6 +23,9 @@ __all__ = [
     "CostDirty",
     "CostLedgerDay",
     "CostLedgerHour",
+    "Finding",
+    "FindingCursor",
+    "FindingDirty",
     "FleetHourRollup",
     "Gpu",
     "GpuHourRollup",

@@ -14,7 +14,8 @@ class GpuRead(BaseModel):
     index: int
     model: str | None
     memory_total_bytes: int | None
-    status: str
+    status: str  # NVML health
+    state: str = "unknown"  # busy, idle_held, idle_free, starved, stale, lost (app.usage.states)
     last_seen: datetime | None
     utilization: float | None
     memory_used_bytes: int | None

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Cluster, Gpu, GpuMinuteRollup, GpuSample, Node
 from app.nodes.schemas import GpuRead, NodeRead
+from app.usage import states
 
 
 def list_gpus(
@@ -21,8 +22,10 @@ def list_gpus(
     status: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    now: datetime | None = None,
 ) -> tuple[list[GpuRead], int]:
-    """GPUs ordered by node and index, each with its most recent sample's figures."""
+    """GPUs ordered by node and index, each with its most recent sample's figures and its state
+    now (``app.usage.states``)."""
     latest = and_(GpuSample.gpu_id == Gpu.id, GpuSample.ts == Gpu.last_seen)
     stmt = (
         select(
@@ -47,6 +50,8 @@ def list_gpus(
         filters.append(Gpu.status == status)
     stmt, count = stmt.where(*filters), count.where(*filters)
     rows = session.execute(stmt.order_by(Node.name, Gpu.index).limit(limit).offset(offset)).all()
+    now = now or datetime.now(UTC)
+    known = states.current(session, [gpu.id for gpu, *_ in rows])
     items = [
         GpuRead(
             uuid=gpu.uuid,
@@ -55,6 +60,7 @@ def list_gpus(
             model=gpu.model,
             memory_total_bytes=gpu.memory_total_bytes,
             status=gpu.status,
+            state=states.gpu_state(known[gpu.id], now=now) if gpu.id in known else "unknown",
             last_seen=gpu.last_seen,
             utilization=util,
             memory_used_bytes=mem,

@@ -9,19 +9,18 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import settings
 from app.errors import AppError, NotFound
 from app.kit.timebuckets import floor, utc
 from app.models import FleetHourRollup, Gpu, GpuHourRollup, GpuMinuteRollup, GpuSample
+from app.usage import states
 
 RAW_MAX = timedelta(hours=3)
 MINUTE_MAX = timedelta(days=3)
-STALE_AFTER = timedelta(seconds=150)  # 3 intervals x 5 at the default 10 s (DESIGN.md)
 
 # metric → (raw column, rollup column, how buckets combine)
 METRICS: dict[str, tuple[str | None, str, str]] = {
@@ -140,28 +139,9 @@ class FleetSummary:
 
 
 def gpus_by_state(session: Session, *, now: datetime | None = None) -> dict[str, int]:
-    """GPUs now: lost, stale (silent), idle or busy (by the last minute's utilization)."""
-    now = now or datetime.now(UTC)
-    recent = now - timedelta(minutes=5)
-    last_util = (
-        select(GpuMinuteRollup.utilization_mean)
-        .where(GpuMinuteRollup.gpu_id == Gpu.id, GpuMinuteRollup.bucket >= recent)
-        .order_by(GpuMinuteRollup.bucket.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    state = case(
-        (Gpu.status != "ok", "lost"),  # lost, error, reset_required, driver_mismatch
-        (Gpu.last_seen.is_(None), "stale"),
-        (Gpu.last_seen < now - STALE_AFTER, "stale"),
-        (last_util.is_(None), "unknown"),
-        (last_util < settings.idle_utilization_percent, "idle"),
-        else_="busy",
-    )
-    counts: dict[str, Any] = dict(
-        session.execute(select(state, func.count()).group_by(state)).all()
-    )
-    return {s: int(counts.get(s, 0)) for s in ("busy", "idle", "stale", "lost", "unknown")}
+    """GPUs now: busy, idle and held, idle and free, starved, stale (silent), lost (see
+    ``app.usage.states``)."""
+    return states.count(session, now=now or datetime.now(UTC))
 
 
 def fleet_summary(

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query
 
-from app.deps import SessionDep, ViewerAuth
+from app.deps import NowDep, SessionDep, ViewerAuth
 from app.errors import Forbidden, Unauthenticated, error_responses
 from app.reports.period import BadPeriod, parse_instant
 from app.usage import query
@@ -93,6 +93,7 @@ def get_gpu_series(
 def get_fleet_summary(
     session: SessionDep,
     _key: ViewerAuth,
+    now: NowDep,
     start: FromQuery = None,
     end: ToQuery = None,
     tz: TzQuery = "UTC",
@@ -100,7 +101,7 @@ def get_fleet_summary(
     """GPUs by state now; GPU-hours, mean utilization, power and energy over the window."""
     zone = _zone(tz)
     first, last = _window(start, end, zone)
-    s = query.fleet_summary(session, start=first, end=last)
+    s = query.fleet_summary(session, start=first, end=last, now=now)
     return FleetSummaryRead(
         start=s.start.astimezone(zone),
         end=s.end.astimezone(zone),

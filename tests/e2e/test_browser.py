@@ -102,7 +102,7 @@ def test_sign_in_and_chart(demo: Demo, browser, tmp_path: Path) -> None:
             ec.presence_of_all_elements_located((By.CSS_SELECTOR, "#spend-table tbody tr"))
         )
     assert len(teams) >= 4
-    assert all(row.text.count("$") == 5 for row in teams)
+    assert all(row.text.count("$") == 6 for row in teams)
     driver.save_screenshot(str(tmp_path / "fleet.png"))
 
 

@@ -73,3 +73,22 @@ def test_demo_bill_prices_the_fleet(demo: Demo) -> None:
     # The idle node's money is spent on nothing.
     idle = groups["demo-idle-01"]
     assert Decimal(idle["utilized_cost"]) <= Decimal("0.05") * Decimal(idle["cost"])
+
+
+def test_demo_lists_findings_of_the_four_main_kinds(demo: Demo) -> None:
+    """A fresh demo's history holds an idle held GPU, idle free ones, a starved node and an
+    energy-wasting GPU: the findings API lists each kind once the first passes have run."""
+    _wait_for_gpus(demo, 12)
+    wanted = {"idle_allocated", "idle_unallocated", "data_starvation", "energy_waste"}
+    kinds: set[str] = set()
+    for _ in range(300):  # the embedded scheduler evaluates every minute
+        body = demo.get_json("/api/v1/findings?limit=500")
+        kinds = {f["kind"] for f in body["items"]}
+        if wanted <= kinds:
+            break
+        time.sleep(1)
+    assert wanted <= kinds
+    held = [f for f in body["items"] if f["kind"] == "idle_allocated"]
+    # demo-idle-01 holds two idle GPUs: one with an idle process, one with no process at all.
+    assert len([f for f in held if f["node"] == "demo-idle-01"]) == 2
+    assert all(f["cost_per_hour"] is not None for f in held)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 from fastapi.testclient import TestClient
@@ -100,6 +101,12 @@ def test_fleet_summary_needs_a_key(client: TestClient) -> None:
 
 @pytest.mark.usefixtures("stored")
 def test_fleet_summary(client: TestClient, viewer) -> None:
+    from fastapi import FastAPI
+
+    from app.deps import request_now
+
+    # GPU states are "now": pinned to just after the last sample, not to when the test runs.
+    cast(FastAPI, client.app).dependency_overrides[request_now] = lambda: NOW
     r = client.get(
         "/api/v1/fleet/summary",
         params=_q(NOW - timedelta(days=1), NOW + timedelta(hours=1)),
