@@ -30,7 +30,8 @@ them, and at most one incident. Labels come from the phases, never from a detect
 
 Other hard cases that are not waste: ``epoch_gap`` (1-5 min at 0 %), ``checkpoint`` (2-8 min at
 0 %, low power), ``eval`` (20-40 min at 10-30 %, no I/O wait), ``light`` jobs using 1.5-4 GiB
-of memory, power staying up for a minute after a job stops, and nodes whose clock is off by
+of memory, power lagging a minute behind a stop, ``cooldown`` (the job's process has exited and
+the GPU draws a third of its board power at 0 % for 5-12 min), and nodes whose clock is off by
 20-90 s (their sample timestamps; labels stay in true time). Starvation and I/O incidents only
 happen to gangs that hold the whole node, so no other job shares the node's I/O wait.
 """
@@ -65,10 +66,11 @@ LAYOUT_WEIGHTS = (0.45, 0.25, 0.15, 0.15)
 # What each phase is: held by a job, a process on the GPU, and the labels it carries.
 HELD_PHASES = {"busy", "light", "eval", "epoch_gap", "checkpoint", "stalled", "stuck", "probed",
                "hot_stuck", "starved", "io_stall", "io_busy", "image_pull", "reserved",
-               "unused"}  # fmt: skip
-PROCESS_PHASES = HELD_PHASES - {"image_pull", "reserved", "unused"}
+               "unused", "cooldown"}  # fmt: skip
+PROCESS_PHASES = HELD_PHASES - {"image_pull", "reserved", "unused", "cooldown"}
+HOT_PHASES = {"hot_stuck", "hot_parked", "cooldown"}  # clocks and power held up at 0 %
 NEGATIVE_PHASES = {"epoch_gap", "checkpoint", "eval", "light", "stalled", "io_stall", "io_busy",
-                   "image_pull", "turnaround"}  # fmt: skip
+                   "cooldown", "image_pull", "turnaround"}  # fmt: skip
 IO_PHASES = {"starved", "io_stall", "io_busy"}
 LABELS = {
     "stuck": ("idle_allocated",),
@@ -239,7 +241,7 @@ class Fleet:
                     "memory_total_bytes": total, "power_watts": round(power, 1),
                     "power_limit_watts": tdp, "energy_mj": energy[g.uuid],
                     "temperature_c": round(30 + 45 * power / tdp),
-                    "sm_clock_mhz": 1410 if util > 0 or phase.startswith("hot") else 210,
+                    "sm_clock_mhz": 1410 if util > 0 or phase in HOT_PHASES else 210,
                     "processes": [], "allocation": self.jobs[job] if job >= 0 else None,
                 }  # fmt: skip
                 if phase in PROCESS_PHASES:
@@ -326,7 +328,7 @@ def _render_gang(fleet: Fleet, plan: NodePlan, gang: Gang, first: int, rng: rand
             for i, g in enumerate(series):
                 phase = "unused" if step.unused == i else step.phase
                 util, power = _reading(phase, k, period, hot, tdp, idle, rng)
-                if util == 0 and k and g.util[k - 1] >= 50 and not phase.startswith("hot"):
+                if util == 0 and k and g.util[k - 1] >= 50 and phase not in HOT_PHASES:
                     power = (g.power[k - 1] + power) / 2  # the power drops a minute late
                 g.phase.append(index.setdefault(phase, len(index)))
                 g.job.append(-1 if step.job is None else step.job)
@@ -354,6 +356,8 @@ def _reading(phase: str, k: int, period: int, hot: float, tdp: float, idle: floa
         util = rng.uniform(8, 20)
     elif phase in ("hot_stuck", "hot_parked"):  # clocks held up with nothing to run
         return 0.0, hot + rng.uniform(-5, 5)
+    elif phase == "cooldown":
+        return 0.0, 0.8 * hot + rng.uniform(-5, 5)
     elif phase == "checkpoint":
         return 0.0, idle + rng.uniform(5, 20)
     else:  # waiting: epoch gaps, stalls, stuck, held and free GPUs
@@ -447,8 +451,9 @@ def draw_gang(rng: random.Random, minutes: int, size: int, jobs: Iterator[int],
             r = rng.random()
             if r < 0.10:
                 steps.append(Step("parked", rng.randint(90, 360)))
-            elif r < 0.14:
-                steps.append(Step("hot_parked", rng.randint(90, 300)))
+            elif r < 0.14:  # after a cooldown the clocks did come down
+                hot = not steps or steps[-1].phase != "cooldown"
+                steps.append(Step("hot_parked" if hot else "parked", rng.randint(90, 300)))
             else:  # most turnarounds are quick; a third sit just under an hour
                 steps.append(Step("turnaround", rng.randint(30, 50) if r < 0.45
                                   else rng.randint(2, 20)))  # fmt: skip
@@ -459,6 +464,8 @@ def draw_gang(rng: random.Random, minutes: int, size: int, jobs: Iterator[int],
             body = _job(rng, job, size, incident_rate)
             if rng.random() < 0.5:
                 body.insert(0, Step("image_pull", rng.randint(2, 25), job))
+            if rng.random() < 0.3:  # the process has exited, the clocks have not come down
+                body.append(Step("cooldown", rng.randint(5, 12), job))
             io = any(s.phase in IO_PHASES for s in body)
             if size > 1 and not io and rng.random() < 0.15:  # asked for one GPU too many
                 spare = rng.randrange(size)

@@ -30,8 +30,9 @@ from bench.fleet_truth import (
 
 @pytest.fixture(scope="module")
 def fleet() -> Fleet:
-    # Every job has an incident, so a day of 64 GPUs holds every kind and case.
-    return generate(64, 24, seed=2, incident_rate=1.0)
+    # Every job has an incident: with this seed a day of 64 GPUs holds every kind and case
+    # (test_every_kind_is_labelled and test_every_hard_case_is_in_the_data say so).
+    return generate(64, 24, seed=4, incident_rate=1.0)
 
 
 def _index(
@@ -168,7 +169,8 @@ class TestHardCases:
     def test_every_hard_case_is_in_the_data(self, fleet: Fleet) -> None:
         cases = {e.case for e in fleet.negatives}
         assert cases >= {"epoch_gap", "checkpoint", "eval", "light", "stalled", "io_stall",
-                         "io_busy", "image_pull", "turnaround", "agent_restart", "clock_offset"}  # fmt: skip
+                         "io_busy", "image_pull", "turnaround", "cooldown", "agent_restart",
+                         "clock_offset"}  # fmt: skip
 
     def test_short_pauses_are_shorter_than_any_labelled_idle(self, fleet: Fleet) -> None:
         longest = {c: max(e.end - e.start for e in fleet.negatives if e.case == c)
@@ -177,6 +179,8 @@ class TestHardCases:
         assert longest["epoch_gap"] <= timedelta(minutes=5)
         assert longest["checkpoint"] <= timedelta(minutes=8)
         assert longest["io_stall"] <= timedelta(minutes=7)
+        cooldown = max(e.end - e.start for e in fleet.negatives if e.case == "cooldown")
+        assert cooldown < min(lb.end - lb.start for lb in fleet.labels if lb.kind == "energy_waste")
         shortest = min(lb.end - lb.start for lb in fleet.labels if lb.kind == "idle_allocated")
         assert longest["stalled"] < shortest
         assert longest["image_pull"] < shortest
@@ -196,6 +200,9 @@ class TestHardCases:
             elif e.case == "light":
                 assert all(s["memory_used_bytes"] <= 4 * 1024**3 and s["utilization_gpu"] >= 40
                            for s, _ in seen)  # fmt: skip
+            elif e.case == "cooldown":  # the process is gone, the power is not
+                assert all(s["utilization_gpu"] == 0 and not s["processes"] and s["allocation"]
+                           and s["power_watts"] > 100 for s, _ in seen)  # fmt: skip
             elif e.case == "io_busy":
                 assert all(s["utilization_gpu"] >= 85 and h["iowait_ratio"] >= 0.2
                            for s, h in seen)  # fmt: skip
