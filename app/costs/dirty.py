@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import ColumnElement, Table, and_, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.kit import dirtyqueue
 from app.models import CostDirty, CostLedgerHour, Gpu, Node
 
 ROWS_PER_STATEMENT = 2000
@@ -18,18 +18,7 @@ ROWS_PER_STATEMENT = 2000
 def mark(session: Session, keys: Iterable[tuple[int, datetime]]) -> int:
     """Mark (node, hour) ledger keys stale; a re-mark bumps ``version`` so that a running
     re-pricing that read the old inputs does not clear it."""
-    rows = sorted({(n, h) for n, h in keys})  # a stable lock order
-    if not rows:
-        return 0
-    table = cast(Table, CostDirty.__table__)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table).on_conflict_do_update(
-        index_elements=[table.c.node_id, table.c.hour], set_={"version": table.c.version + 1}
-    )
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
-        session.execute(stmt, [{"node_id": n, "hour": h, "version": 1} for n, h in chunk])
-    return len(rows)
+    return dirtyqueue.mark(session, cast(Table, CostDirty.__table__), "hour", keys)
 
 
 def mark_gpu_hours(session: Session, keys: Iterable[tuple[int, datetime]]) -> int:

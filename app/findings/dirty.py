@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, delete, func, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.kit import dirtyqueue
 from app.models import FindingCursor, FindingDirty, Gpu
 
 CURSOR = "minutes"
@@ -28,18 +28,7 @@ def cursor(session: Session) -> datetime | None:
 
 def mark(session: Session, keys: Iterable[tuple[int, datetime]]) -> int:
     """Queue (node, minute) keys; a re-mark bumps ``version`` so a running pass keeps it."""
-    rows = sorted(set(keys))
-    if not rows:
-        return 0
-    table = cast(Table, FindingDirty.__table__)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(table).on_conflict_do_update(
-        index_elements=[table.c.node_id, table.c.minute], set_={"version": table.c.version + 1}
-    )
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
-        session.execute(stmt, [{"node_id": n, "minute": m, "version": 1} for n, m in chunk])
-    return len(rows)
+    return dirtyqueue.mark(session, cast(Table, FindingDirty.__table__), "minute", keys)
 
 
 def mark_rollup(session: Session, kind: str, keys: Iterable[tuple[int, datetime]]) -> int:
